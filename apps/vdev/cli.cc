@@ -1,0 +1,155 @@
+#include "apps/vdev/cli.h"
+
+#include <ostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/help.h"
+#include "core/introspect.h"
+#include "core/machine.h"
+#include "core/options.h"
+#include "core/plugin.h"
+
+namespace vdev::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: vdev [-machine OPTS] [-plugin PATH]... [-object OPTS]... [-chardev OPTS]...\n"
+    "            [-netdev OPTS]... [-device OPTS]... [--print WHAT]...\n"
+    "\n"
+    "Builds a machine from QEMU-style options and prints what was built.\n"
+    "  -machine TYPE[,prop=value...]   machine type (default: the default machine; 'help' lists)\n"
+    "  -plugin PATH                    load a device plugin (.so) before anything else\n"
+    "  -object TYPE,id=ID[,...]        create a user-creatable object at /objects/ID\n"
+    "  -chardev BACKEND,id=ID[,...]    create a character device backend at /chardevs/ID\n"
+    "  -netdev TYPE,id=ID[,...]        create a network backend at /netdevs/ID\n"
+    "  -device DRIVER[,prop=value...]  add a device ('help' lists drivers, DRIVER,help its options)\n"
+    "  --print qtree|qom-tree|qom-dot|types|plugins\n"
+    "  --version, -h/--help\n";
+
+struct Arg {
+  std::string option;  // without dashes: "device", "print"...
+  std::string value;
+};
+
+bool TakesValue(const std::string& o) {
+  return o == "machine" || o == "plugin" || o == "object" || o == "chardev" || o == "netdev" ||
+         o == "device" || o == "print";
+}
+
+std::string Implied(const std::string& option) {
+  if (option == "device") return "driver";
+  if (option == "machine") return "type";
+  return ObjectGroupFor(option).implied_key;
+}
+
+}  // namespace
+
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  auto fail = [&](absl::string_view where, absl::string_view msg) {
+    err << "vdev: " << where << (where.empty() ? "" : ": ") << msg << "\n";
+    return 1;
+  };
+
+  std::vector<Arg> parsed;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    if (a == "-h" || a == "--help" || a == "-help") {
+      out << kUsage;
+      return 0;
+    }
+    if (a == "--version" || a == "-version") {
+      out << "vdev " << VDEV_VERSION_STRING << "\n";
+      return 0;
+    }
+    std::string o = a;
+    if (o.rfind("--", 0) == 0) {
+      o = o.substr(2);
+    } else if (o.rfind("-", 0) == 0) {
+      o = o.substr(1);
+    } else {
+      return fail("", absl::StrCat("unexpected argument '", a, "' (see vdev --help)"));
+    }
+    if (!TakesValue(o)) return fail("", absl::StrCat("unknown option '", a, "' (see vdev --help)"));
+    if (i + 1 >= args.size()) return fail(a, "option needs a value");
+    parsed.push_back(Arg{o, args[++i]});
+  }
+
+  // Plugins first, so their types are known to everything after.
+  for (const Arg& a : parsed) {
+    if (a.option != "plugin") continue;
+    auto loaded = LoadPlugin(a.value);
+    if (!loaded.ok()) return fail(absl::StrCat("-plugin ", a.value), loaded.status().message());
+  }
+  if (absl::Status s = qom::TypeRegistry::Global().InitializeAll(); !s.ok()) {
+    return fail("type registry", s.message());
+  }
+
+  // Help forms answer and exit.
+  for (const Arg& a : parsed) {
+    if (a.option == "plugin" || a.option == "print") continue;
+    auto opts = QemuOpts::Parse(a.value, Implied(a.option));
+    if (!opts.ok()) return fail(absl::StrCat("-", a.option, " ", a.value), opts.status().message());
+    if (!opts->help()) continue;
+    auto text = HelpFor(a.option, a.value);
+    if (!text.ok()) return fail(absl::StrCat("-", a.option, " ", a.value), text.status().message());
+    out << *text;
+    return 0;
+  }
+
+  std::string machine_opts;
+  for (const Arg& a : parsed) {
+    if (a.option == "machine") machine_opts = a.value;  // the last one wins, as in QEMU
+  }
+  auto machine = Machine::Create(machine_opts);
+  if (!machine.ok()) {
+    return fail(absl::StrCat("-machine ", machine_opts), machine.status().message());
+  }
+  Machine& m = **machine;
+
+  // Backends before the devices that link to them, each group in command-line order.
+  for (const char* group : {"object", "chardev", "netdev"}) {
+    for (const Arg& a : parsed) {
+      if (a.option != group) continue;
+      auto obj = m.ObjectAdd(group, a.value);
+      if (!obj.ok()) return fail(absl::StrCat("-", a.option, " ", a.value), obj.status().message());
+    }
+  }
+  for (const Arg& a : parsed) {
+    if (a.option != "device") continue;
+    auto dev = m.DeviceAdd(a.value);
+    if (!dev.ok()) return fail(absl::StrCat("-device ", a.value), dev.status().message());
+  }
+  m.Done();
+
+  bool printed = false;
+  for (const Arg& a : parsed) {
+    if (a.option != "print") continue;
+    printed = true;
+    if (a.value == "qtree") {
+      out << FormatQtree(m);
+    } else if (a.value == "qom-tree") {
+      out << FormatQomTree(m.root());
+    } else if (a.value == "qom-dot") {
+      out << FormatQomDot(m.root());
+    } else if (a.value == "types") {
+      out << FormatTypes();
+    } else if (a.value == "plugins") {
+      for (const LoadedPlugin& p : LoadedPlugins()) {
+        out << p.name << " (" << p.path << "): " << absl::StrJoin(p.types, ", ") << "\n";
+      }
+    } else {
+      return fail(absl::StrCat("--print ", a.value),
+                  "expects one of qtree, qom-tree, qom-dot, types, plugins");
+    }
+  }
+  if (!printed) {
+    size_t n = m.peripheral().child_count() + m.peripheral_anon().child_count();
+    out << "machine '" << m.type_name() << "' built with " << n
+        << " user device(s); use --print qtree|qom-tree to see it\n";
+  }
+  return 0;
+}
+
+}  // namespace vdev::cli

@@ -1,0 +1,48 @@
+// PCI configuration-space register offsets and bits (PCI Local Bus 3.0 §6.1, type 0 header).
+#ifndef VDEV_BUS_PCI_PCI_REGS_H_
+#define VDEV_BUS_PCI_PCI_REGS_H_
+
+#include <cstdint>
+
+namespace vdev::pci {
+
+enum ConfigReg : uint16_t {
+  kVendorId = 0x00,            // RO
+  kDeviceId = 0x02,            // RO
+  kCommand = 0x04,             // RW (masked)
+  kStatus = 0x06,              // RO, some bits RW1C
+  kRevisionId = 0x08,          // RO
+  kClassProg = 0x09,           // RO
+  kClassDevice = 0x0a,         // RO, subclass (low byte) and class (high byte)
+  kCacheLineSize = 0x0c,       // RW
+  kLatencyTimer = 0x0d,        // RO here
+  kHeaderType = 0x0e,          // RO, bit 7: multifunction
+  kBist = 0x0f,                // RO (no BIST)
+  kBar0 = 0x10,                // BARs 0x10..0x24 (with issue #3)
+  kSubsystemVendorId = 0x2c,   // RO
+  kSubsystemId = 0x2e,         // RO
+  kRomAddress = 0x30,          // RO (no ROM)
+  kCapabilityList = 0x34,      // RO
+  kInterruptLine = 0x3c,       // RW, for the OS only
+  kInterruptPin = 0x3d,        // RO
+};
+
+inline constexpr uint16_t kCommandIo = 0x1;
+inline constexpr uint16_t kCommandMemory = 0x2;
+inline constexpr uint16_t kCommandMaster = 0x4;
+inline constexpr uint16_t kCommandSerr = 0x100;
+inline constexpr uint16_t kCommandIntxDisable = 0x400;
+
+inline constexpr uint16_t kStatusInterrupt = 0x8;        // RO
+inline constexpr uint16_t kStatusCapList = 0x10;         // RO
+inline constexpr uint16_t kStatusW1cMask = 0xf900;       // parity, aborts, SERR: write 1 to clear
+
+inline constexpr uint8_t kHeaderTypeMultiFunction = 0x80;
+
+inline constexpr int kConfigSpaceSize = 256;
+inline constexpr int kSlotsPerBus = 32;
+inline constexpr int kFunctionsPerSlot = 8;
+
+}  // namespace vdev::pci
+
+#endif  // VDEV_BUS_PCI_PCI_REGS_H_

@@ -1,0 +1,31 @@
+# Small helpers in the spirit of absl_cc_library: one call per library or test.
+
+# Abseil components that vdev's public headers use.
+set(VDEV_ABSL_DEPS
+  absl::status absl::statusor absl::strings absl::str_format absl::synchronization
+  absl::flat_hash_map absl::flat_hash_set absl::span absl::optional absl::time
+  CACHE INTERNAL "")
+set(VDEV_LAYER_TARGETS "" CACHE INTERNAL "")
+
+# vdev_cc_library(NAME n SRCS ... DEPS ...): an OBJECT library that becomes part of libvdev.so.
+function(vdev_cc_library)
+  cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_library(${ARG_NAME} OBJECT ${ARG_SRCS})
+  target_include_directories(${ARG_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${ARG_NAME} PUBLIC ${VDEV_ABSL_DEPS} ${ARG_DEPS})
+  target_compile_definitions(${ARG_NAME} PUBLIC VDEV_VERSION_STRING="${PROJECT_VERSION}")
+  set(VDEV_LAYER_TARGETS ${VDEV_LAYER_TARGETS} ${ARG_NAME} CACHE INTERNAL "")
+endfunction()
+
+# vdev_cc_test(NAME n SRCS ... [DEPS ...] [LABELS ...]): a GoogleTest binary registered with ctest.
+function(vdev_cc_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SRCS})
+  target_link_libraries(${ARG_NAME} PRIVATE vdev vdev_testing GTest::gmock GTest::gtest_main
+                        ${ARG_DEPS})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+endfunction()

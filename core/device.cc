@@ -1,0 +1,79 @@
+#include "core/device.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/bus.h"
+
+namespace vdev {
+
+absl::string_view DeviceCategoryTitle(DeviceCategory c) {
+  switch (c) {
+    case DeviceCategory::kBridge: return "Controller/Bridge/Hub devices";
+    case DeviceCategory::kUsb: return "USB devices";
+    case DeviceCategory::kStorage: return "Storage devices";
+    case DeviceCategory::kNetwork: return "Network devices";
+    case DeviceCategory::kInput: return "Input devices";
+    case DeviceCategory::kDisplay: return "Display devices";
+    case DeviceCategory::kSound: return "Sound devices";
+    case DeviceCategory::kMisc: return "Misc devices";
+    case DeviceCategory::kCpu: return "CPU devices";
+    case DeviceCategory::kWatchdog: return "Watchdog devices";
+    case DeviceCategory::kUncategorized: return "Uncategorized devices";
+  }
+  return "Uncategorized devices";
+}
+
+void DeviceState::ClassInit(DeviceClass& k) { k.description = "a device"; }
+
+DeviceState::DeviceState() = default;
+
+DeviceState::~DeviceState() {
+  // Destroying a device that is still plugged is a lifecycle bug; keep the bus consistent anyway.
+  if (parent_bus_ != nullptr) parent_bus_->Detach(*this);
+}
+
+absl::Status DeviceState::RealizeDevice() {
+  if (realized_) {
+    return absl::FailedPreconditionError(absl::StrCat(DisplayName(), " is already realized"));
+  }
+  absl::Status s = Realize();
+  if (!s.ok()) return s;
+  realized_ = true;
+  return absl::OkStatus();
+}
+
+void DeviceState::UnrealizeDevice() {
+  if (!realized_) return;
+  for (auto bus = child_buses_.rbegin(); bus != child_buses_.rend(); ++bus) {
+    std::vector<DeviceState*> devs = (*bus)->devices();
+    for (auto d = devs.rbegin(); d != devs.rend(); ++d) (*d)->UnrealizeDevice();
+  }
+  Unrealize();
+  realized_ = false;
+}
+
+void DeviceState::ResetDevice() {
+  for (BusState* bus : child_buses_) {
+    for (DeviceState* d : bus->devices()) d->ResetDevice();
+  }
+  Reset();
+}
+
+std::string DeviceState::DisplayName() const {
+  if (!id_.empty()) return absl::StrCat(type_name(), " '", id_, "'");
+  std::string path = CanonicalPath();
+  return path.empty() ? type_name() : absl::StrCat(type_name(), " '", path, "'");
+}
+
+void DeviceState::AdoptChildBus(std::string name, std::unique_ptr<BusState> bus) {
+  BusState* raw = bus.get();
+  auto added = AddChild(std::move(name), std::move(bus));
+  VDEV_CHECK(added.ok());
+  raw->parent_device_ = this;
+  child_buses_.push_back(raw);
+}
+
+VDEV_REGISTER_TYPE(DeviceState);
+
+}  // namespace vdev

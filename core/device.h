@@ -1,0 +1,130 @@
+// qdev: DeviceState and DeviceClass, the base of every emulated device.
+//
+// Lifecycle: construct (cannot fail, touches no host resource) -> set properties -> Realize (may
+// fail; acquires everything) -> run -> Unrealize (cannot fail; releases in reverse) -> destroy.
+// Properties are writable until realize and read-only afterwards unless runtime-settable.
+//
+// A device overrides the protected hooks and chains to its parent explicitly:
+//
+//   absl::Status EduDevice::Realize() {
+//     VDEV_RETURN_IF_ERROR(pci::PCIDevice::Realize());
+//     ...acquire...
+//     return absl::OkStatus();
+//   }
+//   void EduDevice::Unrealize() {
+//     ...release...
+//     pci::PCIDevice::Unrealize();
+//   }
+//
+// Thread-safety: lifecycle calls happen on the control-plane thread.
+#ifndef VDEV_CORE_DEVICE_H_
+#define VDEV_CORE_DEVICE_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/base/counters.h"
+#include "qom/object.h"
+
+namespace vdev {
+
+class BusState;
+
+// Where `-device help` lists a device (QEMU's DEVICE_CATEGORY_*).
+enum class DeviceCategory {
+  kBridge,
+  kUsb,
+  kStorage,
+  kNetwork,
+  kInput,
+  kDisplay,
+  kSound,
+  kMisc,
+  kCpu,
+  kWatchdog,
+  kUncategorized,
+};
+absl::string_view DeviceCategoryTitle(DeviceCategory c);
+
+class DeviceClass : public qom::ObjectClass {
+ public:
+  DeviceCategory category = DeviceCategory::kUncategorized;
+  // Type name of the bus this device plugs into ("PCI", "System", "virtio-bus"); empty for a
+  // device that sits on no bus.
+  std::string bus_type;
+  // May be created with -device / device_add.
+  bool user_creatable = true;
+  // May be added or removed after the machine is running (the bus must allow it too).
+  bool hotpluggable = true;
+};
+
+class DeviceState : public qom::Object {
+ public:
+  static constexpr char kTypeName[] = "device";
+  static constexpr bool kAbstract = true;
+  using Parent = qom::Object;
+  using Class = DeviceClass;
+  static void ClassInit(DeviceClass& k);
+
+  DeviceState();
+  ~DeviceState() override;
+
+  const DeviceClass& device_class() const {
+    return static_cast<const DeviceClass&>(object_class());
+  }
+  // The user's id ("" for anonymous devices).
+  const std::string& id() const { return id_; }
+  void set_id(std::string id) { id_ = std::move(id); }
+  bool realized() const { return realized_; }
+  BusState* parent_bus() const { return parent_bus_; }
+  // Buses this device provides (e.g. a PCI host bridge's "pci.0").
+  const std::vector<BusState*>& child_buses() const { return child_buses_; }
+  // Per-device event counters (guest errors, traffic).
+  Counters& counters() { return counters_; }
+  const Counters& counters() const { return counters_; }
+
+  bool PropertiesFrozen() const override { return realized_; }
+
+  // Drives the lifecycle; called by Machine, buses and parent devices, not overridden.
+  // Realizes this device. FailedPrecondition when already realized. On failure the device is
+  // left unrealized.
+  absl::Status RealizeDevice();
+  // Unrealizes the devices on this device's buses (last plugged first), then this device.
+  void UnrealizeDevice();
+  // Resets the devices on this device's buses, then this device (post-order, like QEMU).
+  void ResetDevice();
+
+  // A name for messages: "edu 'id'" or "edu '/machine/...'".
+  std::string DisplayName() const;
+
+ protected:
+  virtual absl::Status Realize() { return absl::OkStatus(); }
+  virtual void Unrealize() {}
+  virtual void Reset() {}
+
+  // Creates a bus of type B owned by this device, as the child named `name` (which is also the
+  // bus name, e.g. "pci.0"). For constructors; a failure is a programmer error.
+  template <typename B>
+  B* CreateChildBus(std::string name) {
+    std::unique_ptr<B> bus = qom::MakeChecked<B>();
+    B* raw = bus.get();
+    AdoptChildBus(std::move(name), std::move(bus));
+    return raw;
+  }
+
+ private:
+  friend class BusState;
+  void AdoptChildBus(std::string name, std::unique_ptr<BusState> bus);
+
+  std::string id_;
+  bool realized_ = false;
+  BusState* parent_bus_ = nullptr;
+  std::vector<BusState*> child_buses_;
+  Counters counters_;
+};
+
+}  // namespace vdev
+
+#endif  // VDEV_CORE_DEVICE_H_

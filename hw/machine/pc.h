@@ -1,0 +1,30 @@
+// The "pc" machine: an i440FX host bridge with its root bus "pci.0" and the host-bridge function
+// at 00.0, as in QEMU's `-machine pc`. The default machine.
+//
+//   vdev -machine pc -device edu
+#ifndef VDEV_HW_MACHINE_PC_H_
+#define VDEV_HW_MACHINE_PC_H_
+
+#include "bus/pci/i440fx.h"
+#include "core/machine.h"
+
+namespace vdev {
+
+class PcMachine : public Machine {
+ public:
+  static constexpr char kTypeName[] = "pc";
+  using Parent = Machine;
+  static void ClassInit(MachineClass& k);
+
+  pci::PCIBus& pci_bus() { return host_->bus(); }
+
+ protected:
+  absl::Status Init() override;
+
+ private:
+  pci::I440FXPciHost* host_ = nullptr;
+};
+
+}  // namespace vdev
+
+#endif  // VDEV_HW_MACHINE_PC_H_

@@ -1,0 +1,35 @@
+// Every built-in type must survive the linker (device code is linked as OBJECT libraries) and
+// register cleanly. A new built-in type goes into this list.
+#include "gtest/gtest.h"
+#include "qom/type.h"
+
+namespace vdev {
+namespace {
+
+constexpr const char* kBuiltinTypes[] = {
+    // qom
+    "object", "interface", "container",
+    // core
+    "device", "bus", "hotplug-handler", "user-creatable", "netdev", "chardev", "System",
+    "sys-bus-device", "machine", "none",
+    // bus/pci
+    "PCI", "pci-device", "i440FX-pcihost", "i440FX",
+    // hw/machine
+    "pc",
+};
+
+TEST(RegisteredTypesTest, EveryBuiltinTypeIsRegisteredAndInitialises) {
+  qom::TypeRegistry& r = qom::TypeRegistry::Global();
+  for (const char* name : kBuiltinTypes) {
+    auto t = r.Lookup(name);
+    EXPECT_TRUE(t.ok()) << name << ": " << t.status();
+  }
+}
+
+TEST(RegisteredTypesTest, NoStaticRegistrationFailed) {
+  absl::Status s = qom::TypeRegistry::Global().InitializeAll();
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+}  // namespace
+}  // namespace vdev
