@@ -1,0 +1,21 @@
+// A plugin with one good type and one whose name is taken ("pc"): neither may be registered.
+#include "core/device.h"
+#include "core/machine.h"
+#include "core/plugin.h"
+
+VDEV_PLUGIN("bad-duplicate");
+
+namespace {
+class FineDevice : public vdev::DeviceState {
+ public:
+  static constexpr char kTypeName[] = "dup-plugin-fine-device";
+  using Parent = vdev::DeviceState;
+};
+class ClashingMachine : public vdev::Machine {
+ public:
+  static constexpr char kTypeName[] = "pc";
+  using Parent = vdev::Machine;
+};
+VDEV_REGISTER_TYPE(FineDevice);
+VDEV_REGISTER_TYPE(ClashingMachine);
+}  // namespace
