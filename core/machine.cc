@@ -67,6 +67,13 @@ Machine::~Machine() {
     std::vector<DeviceState*> devs = sysbus_->devices();
     for (auto it = devs.rbegin(); it != devs.rend(); ++it) (*it)->UnrealizeDevice();
   }
+  // Take every device off its bus, deepest buses first, so that no device is destroyed while
+  // still plugged (buses must never see a half-destroyed device).
+  std::vector<BusState*> buses = AllBuses();
+  for (auto b = buses.rbegin(); b != buses.rend(); ++b) {
+    std::vector<DeviceState*> devs = (*b)->devices();
+    for (auto d = devs.rbegin(); d != devs.rend(); ++d) (*b)->Detach(**d);
+  }
   // Then destroy: user devices, board devices, and last the backends they linked to.
   if (peripheral_) DeleteChild("peripheral");
   if (peripheral_anon_) DeleteChild("peripheral-anon");

@@ -205,7 +205,13 @@ absl::Status Object::AddInstanceProperty(PropertyInfo prop) {
                                                  ".", prop.name, "' already exists"));
   }
   instance_props_.push_back(std::make_unique<PropertyInfo>(std::move(prop)));
-  if (instance_props_.back()->init) instance_props_.back()->init(*this);
+  if (instance_props_.back()->init) {
+    absl::Status s = instance_props_.back()->init(*this);
+    if (!s.ok()) {
+      instance_props_.pop_back();
+      return s;
+    }
+  }
   return absl::OkStatus();
 }
 

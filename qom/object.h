@@ -237,7 +237,10 @@ PropertyInfo LinkProp(std::string name, T* Owner::*member, std::string descripti
     const T* t = internal::OwnerOf<Owner>(o).*member;
     return t ? static_cast<const Object*>(t)->CanonicalPath() : "";
   };
-  p.init = [member](Object& o) { internal::OwnerOf<Owner>(o).*member = nullptr; };
+  p.init = [member](Object& o) {
+    internal::OwnerOf<Owner>(o).*member = nullptr;
+    return absl::OkStatus();
+  };
   p.clear_link = [member](Object& o) { internal::OwnerOf<Owner>(o).*member = nullptr; };
   p.name = std::move(name);
   return p;

@@ -55,8 +55,9 @@ struct PropertyInfo {
   std::function<absl::Status(Object&, absl::string_view value)> set;
   // Prints the current value.
   std::function<std::string(const Object&)> get;
-  // Sets the value to the default when an instance is created. May be empty.
-  std::function<void(Object&)> init;
+  // Sets the value to the default when an instance is created. May be empty. An error (only
+  // possible for a default given as text, see ObjectClass::SetPropertyDefault) fails Create().
+  std::function<absl::Status(Object&)> init;
   // For link properties: forgets the target without touching it (the target is going away).
   std::function<void(Object&)> clear_link;
 };
@@ -234,7 +235,10 @@ PropertyInfo Prop(std::string name, V Owner::*member, V default_value, std::stri
     return absl::OkStatus();
   };
   p.get = [member](const Object& o) { return C::Print(internal::OwnerOf<Owner>(o).*member); };
-  p.init = [member, default_value](Object& o) { internal::OwnerOf<Owner>(o).*member = default_value; };
+  p.init = [member, default_value](Object& o) {
+    internal::OwnerOf<Owner>(o).*member = default_value;
+    return absl::OkStatus();
+  };
   p.name = std::move(name);
   return p;
 }
@@ -271,7 +275,10 @@ PropertyInfo EnumProp(std::string name, E Owner::*member, E default_value,
     return BadValueError(n, expects, text);
   };
   p.get = [member, print](const Object& o) { return print(internal::OwnerOf<Owner>(o).*member); };
-  p.init = [member, default_value](Object& o) { internal::OwnerOf<Owner>(o).*member = default_value; };
+  p.init = [member, default_value](Object& o) {
+    internal::OwnerOf<Owner>(o).*member = default_value;
+    return absl::OkStatus();
+  };
   p.name = std::move(name);
   return p;
 }

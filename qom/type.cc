@@ -56,13 +56,18 @@ void ObjectClass::SetPropertyDefault(absl::string_view name, absl::string_view v
     return;
   }
   p.default_value = std::string(value);
-  // The new default is applied by parsing; the parse is validated when the type initialises.
+  // The new default is applied by parsing it; a bad one makes every Create() of the type fail
+  // with the parse error, rather than leaving the field at some other value.
   auto setter = p.set;
   std::string v(value);
-  auto old_init = p.init;
-  p.init = [old_init, setter, v](Object& o) {
-    if (old_init) old_init(o);
-    (void)setter(o, v);
+  std::string prop_name = p.name;
+  p.init = [setter, v, prop_name](Object& o) -> absl::Status {
+    absl::Status s = setter(o, v);
+    if (!s.ok()) {
+      return absl::InternalError(absl::StrCat("default of property '", prop_name, "' of type '",
+                                              o.type_name(), "': ", s.message()));
+    }
+    return absl::OkStatus();
   };
 }
 
@@ -322,7 +327,9 @@ absl::StatusOr<std::unique_ptr<Object>> TypeRegistry::Create(absl::string_view n
   }
   obj->type_ = t;
   for (const auto& p : t->klass().properties()) {
-    if (p->init) p->init(*obj);
+    if (!p->init) continue;
+    absl::Status s = p->init(*obj);
+    if (!s.ok()) return s;
   }
   return obj;
 }

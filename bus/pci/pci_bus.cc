@@ -40,14 +40,14 @@ absl::Status PCIBus::CheckPlug(DeviceState& dev) {
           "PCI: no slot/function available for ", dev.type_name(), ", all in use or reserved"));
     }
   }
-  if (PCIDevice* other = slots_[static_cast<size_t>(want.devfn)]) {
+  if (PCIDevice* other = device_at(want.devfn)) {
     return absl::AlreadyExistsError(absl::StrFormat(
         "PCI: slot %d function %d not available for %s, in use by %s", want.slot(), want.fn(),
         dev.type_name(), Occupant(*other)));
   }
   // Multifunction: function 0 decides whether the other functions of the slot may exist.
   if (want.fn() != 0) {
-    PCIDevice* f0 = slots_[static_cast<size_t>(want.slot() * 8)];
+    PCIDevice* f0 = device_at(want.slot() * 8);
     if (f0 != nullptr && !f0->multifunction()) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "PCI: single function device can't be populated in function %x.%x", want.slot(),
@@ -67,14 +67,15 @@ absl::Status PCIBus::CheckPlug(DeviceState& dev) {
 }
 
 void PCIBus::OnAttach(DeviceState& dev) {
-  auto* pd = static_cast<PCIDevice*>(&dev);
-  slots_[static_cast<size_t>(pd->addr_.devfn)] = pd;
+  auto* pd = static_cast<PCIDevice*>(&dev);  // CheckPlug verified the type
+  slots_[static_cast<size_t>(pd->addr_.devfn)] = &dev;
 }
 
 void PCIBus::OnDetach(DeviceState& dev) {
-  auto* pd = static_cast<PCIDevice*>(&dev);
-  if (!pd->addr_.is_auto() && slots_[static_cast<size_t>(pd->addr_.devfn)] == pd) {
-    slots_[static_cast<size_t>(pd->addr_.devfn)] = nullptr;
+  // No downcast here: a device can be detached from its own destructor, when only its
+  // DeviceState part is left. Compare base pointers instead.
+  for (DeviceState*& slot : slots_) {
+    if (slot == &dev) slot = nullptr;
   }
 }
 

@@ -23,7 +23,8 @@ class PCIBus : public BusState {
 
   // The function at `devfn`, or nullptr.
   PCIDevice* device_at(int devfn) const {
-    return devfn >= 0 && devfn < 256 ? slots_[static_cast<size_t>(devfn)] : nullptr;
+    if (devfn < 0 || devfn >= 256) return nullptr;
+    return static_cast<PCIDevice*>(slots_[static_cast<size_t>(devfn)]);
   }
   // Bus number (0 for a root bus).
   uint8_t bus_number() const { return bus_number_; }
@@ -38,7 +39,8 @@ class PCIBus : public BusState {
   void OnDetach(DeviceState& dev) override;
 
  private:
-  std::array<PCIDevice*, kSlotsPerBus * kFunctionsPerSlot> slots_{};
+  // Plugged functions by devfn. Held as DeviceState* (see OnDetach).
+  std::array<DeviceState*, kSlotsPerBus * kFunctionsPerSlot> slots_{};
   uint8_t bus_number_ = 0;
   int first_auto_slot_ = 0;
 };

@@ -98,6 +98,35 @@ TEST(TypeRegistryTest, DuplicatePropertyInClassInitBreaksTheType) {
   EXPECT_EQ(r.Create("dup-prop").status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(TypeRegistryTest, BadDefaultOverrideFailsCreate) {
+  TypeRegistry r;
+  TypeInfo base = TypeInfoFor<testing::TestDevice>();
+  base.parent = "object";  // a private registry has no "device"
+  base.name = "tdev";
+  base.class_init = [](ObjectClass& k) {
+    k.AddProperty(Prop("u8", &testing::TestDevice::u8, uint8_t{0}, "a u8"));
+  };
+  TypeInfo sub = base;
+  sub.name = "tdev-bad-default";
+  sub.parent = "tdev";
+  sub.class_init = [](ObjectClass& k) { k.SetPropertyDefault("u8", "300"); };
+  TypeInfo unknown = base;
+  unknown.name = "tdev-unknown-default";
+  unknown.parent = "tdev";
+  unknown.class_init = [](ObjectClass& k) { k.SetPropertyDefault("nope", "1"); };
+  ASSERT_TRUE(r.Register(base).ok());
+  ASSERT_TRUE(r.Register(sub).ok());
+  ASSERT_TRUE(r.Register(unknown).ok());
+  auto o = r.Create("tdev-bad-default");
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(o.status().message(),
+              HasSubstr("default of property 'u8' of type 'tdev-bad-default': Parameter 'u8' "
+                        "expects an integer in [0, 255], got '300'"));
+  EXPECT_THAT(r.Lookup("tdev-unknown-default").status().message(),
+              HasSubstr("default set for unknown property 'nope'"));
+  EXPECT_TRUE(r.Create("tdev").ok());
+}
+
 TEST(TypeRegistryTest, InterfacesMustBeInterfaceTypes) {
   TypeRegistry r;
   ASSERT_TRUE(r.Register(Plain("iface", "interface", true)).ok());
