@@ -1,5 +1,6 @@
 #include "apps/vdev/cli.h"
 
+#include <optional>
 #include <ostream>
 #include <utility>
 
@@ -20,7 +21,7 @@ constexpr char kUsage[] =
     "\n"
     "Builds a machine from QEMU-style options and prints what was built.\n"
     "  -machine TYPE[,prop=value...]   machine type (default: the default machine; 'help' lists)\n"
-    "  -plugin PATH                    load a device plugin (.so) before anything else\n"
+    "  -plugin [file=]PATH             load a device plugin (.so) before anything else\n"
     "  -object TYPE,id=ID[,...]        create a user-creatable object at /objects/ID\n"
     "  -chardev BACKEND,id=ID[,...]    create a character device backend at /chardevs/ID\n"
     "  -netdev TYPE,id=ID[,...]        create a network backend at /netdevs/ID\n"
@@ -76,11 +77,20 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     parsed.push_back(Arg{o, args[++i]});
   }
 
-  // Plugins first, so their types are known to everything after.
+  // Plugins first, so their types are known to everything after. "-plugin PATH" and
+  // "-plugin file=PATH" (QEMU's spelling) are the same; commas in PATH are doubled.
   for (const Arg& a : parsed) {
     if (a.option != "plugin") continue;
-    auto loaded = LoadPlugin(a.value);
-    if (!loaded.ok()) return fail(absl::StrCat("-plugin ", a.value), loaded.status().message());
+    const std::string where = absl::StrCat("-plugin ", a.value);
+    auto opts = QemuOpts::Parse(a.value, "file");
+    if (!opts.ok()) return fail(where, opts.status().message());
+    std::optional<std::string> file = opts->Take("file");
+    if (!opts->entries().empty()) {
+      return fail(where, absl::StrCat("Invalid parameter '", opts->entries().front().first, "'"));
+    }
+    if (!file || file->empty()) return fail(where, "Parameter 'file' is missing");
+    auto loaded = LoadPlugin(*file);
+    if (!loaded.ok()) return fail(where, loaded.status().message());
   }
   if (absl::Status s = qom::TypeRegistry::Global().InitializeAll(); !s.ok()) {
     return fail("type registry", s.message());

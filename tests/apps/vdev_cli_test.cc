@@ -14,19 +14,19 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Result {
+struct RunResult {
   int status;
   std::string out;  // stdout
   std::string err;  // stderr
 };
 
-Result RunVdev(const std::string& args) {
+RunResult RunVdev(const std::string& args) {
   static int calls = 0;
   std::string errfile = ::testing::TempDir() + "/vdev_cli_stderr." + std::to_string(getpid()) +
                         "." + std::to_string(calls++);
   std::string cmd = std::string(VDEV_BINARY) + " " + args + " 2>" + errfile;
   FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, "", ""};
+  RunResult r{-1, "", ""};
   if (p == nullptr) return r;
   char buf[4096];
   size_t n;
@@ -44,7 +44,7 @@ Result RunVdev(const std::string& args) {
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
 TEST(VdevCliTest, DefaultMachinePrintsTreeAndQomTree) {
-  Result r = RunVdev("--print qtree --print qom-tree");
+  RunResult r = RunVdev("--print qtree --print qom-tree");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("bus: main-system-bus"));
   EXPECT_THAT(r.out, HasSubstr("bus: pci.0"));
@@ -53,13 +53,13 @@ TEST(VdevCliTest, DefaultMachinePrintsTreeAndQomTree) {
 }
 
 TEST(VdevCliTest, DeviceHelpListsDevices) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device help");
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device help");
   EXPECT_EQ(r.status, 0);
   EXPECT_THAT(r.out, HasSubstr("Misc devices:\nname \"example-pci\", bus PCI"));
 }
 
 TEST(VdevCliTest, DeviceTypeHelpListsProperties) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,help");
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,help");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("example-pci options:"));
   EXPECT_THAT(r.out, HasSubstr("rev=<uint8>"));
@@ -67,7 +67,7 @@ TEST(VdevCliTest, DeviceTypeHelpListsProperties) {
 }
 
 TEST(VdevCliTest, PluginDeviceIsCreatedFromDeviceString) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
                  " -device example-pci,id=ex0,serial=SN1,rev=3,addr=5 --print qtree");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("dev: example-pci, id \"ex0\""));
@@ -76,86 +76,95 @@ TEST(VdevCliTest, PluginDeviceIsCreatedFromDeviceString) {
 }
 
 TEST(VdevCliTest, UnknownDriverIsOneLineError) {
-  Result r = RunVdev("-device nope");
+  RunResult r = RunVdev("-device nope");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device nope: 'nope' is not a valid device model name\n");
   EXPECT_EQ(r.out, "");
 }
 
 TEST(VdevCliTest, UnknownPropertyIsOneLineError) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,macc=1");
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,macc=1");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device example-pci,macc=1: Property 'example-pci.macc' not found\n");
 }
 
 TEST(VdevCliTest, BadValueIsOneLineError) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,rev=x");
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,rev=x");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device example-pci,rev=x: Parameter 'rev' expects an integer, got 'x'\n");
 }
 
 TEST(VdevCliTest, DuplicateIdIsOneLineError) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
                  " -device example-pci,id=nic0 -device example-pci,id=nic0");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device example-pci,id=nic0: Duplicate ID 'nic0' for device\n");
 }
 
 TEST(VdevCliTest, UnknownBusIsOneLineError) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,bus=pci.9");
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,bus=pci.9");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device example-pci,bus=pci.9: Bus 'pci.9' not found\n");
 }
 
 TEST(VdevCliTest, MachineHelpAndUnknownMachine) {
-  Result h = RunVdev("-machine help");
+  RunResult h = RunVdev("-machine help");
   EXPECT_EQ(h.status, 0);
   EXPECT_THAT(h.out, HasSubstr("pc "));
-  Result bad = RunVdev("-machine q35");
+  RunResult bad = RunVdev("-machine q35");
   EXPECT_EQ(bad.status, 1);
   EXPECT_EQ(Lines(bad.err), 1);
   EXPECT_THAT(bad.err, HasSubstr("unsupported machine type 'q35'"));
 }
 
 TEST(VdevCliTest, NetdevWithoutBackendsIsOneLineError) {
-  Result r = RunVdev("-netdev tap,id=n0");
+  RunResult r = RunVdev("-netdev tap,id=n0");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err,
             "vdev: -netdev tap,id=n0: Parameter 'type' expects a netdev backend type, got 'tap'\n");
-  Result h = RunVdev("-netdev help");
+  RunResult h = RunVdev("-netdev help");
   EXPECT_EQ(h.status, 0);
   EXPECT_THAT(h.out, HasSubstr("Available netdev backend types:"));
 }
 
 TEST(VdevCliTest, MalformedOptionStringIsOneLineError) {
-  Result r = RunVdev("'-device' 'x,id=a,id=b'");
+  RunResult r = RunVdev("'-device' 'x,id=a,id=b'");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device x,id=a,id=b: Parameter 'id' given more than once\n");
 }
 
 TEST(VdevCliTest, BadPluginIsOneLineError) {
-  Result r = RunVdev("-plugin /nonexistent.so -device help");
+  RunResult r = RunVdev("-plugin /nonexistent.so -device help");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(Lines(r.err), 1);
   EXPECT_THAT(r.err, HasSubstr("vdev: -plugin /nonexistent.so: plugin '/nonexistent.so': "));
 }
 
+TEST(VdevCliTest, PluginOptionTakesQemuSpelling) {
+  RunResult ok = RunVdev("-plugin file=" VDEV_EXAMPLE_PLUGIN " -device example-pci,help");
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("example-pci options:"));
+  RunResult bad = RunVdev("-plugin file=" VDEV_EXAMPLE_PLUGIN ",arg=1 -device help");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_THAT(bad.err, HasSubstr(": Invalid parameter 'arg'\n"));
+}
+
 TEST(VdevCliTest, UsageErrors) {
-  Result unknown = RunVdev("-frobnicate x");
+  RunResult unknown = RunVdev("-frobnicate x");
   EXPECT_EQ(unknown.status, 1);
   EXPECT_THAT(unknown.err, HasSubstr("unknown option '-frobnicate'"));
-  Result missing = RunVdev("-device");
+  RunResult missing = RunVdev("-device");
   EXPECT_EQ(missing.status, 1);
   EXPECT_EQ(missing.err, "vdev: -device: option needs a value\n");
-  Result print = RunVdev("--print everything");
+  RunResult print = RunVdev("--print everything");
   EXPECT_EQ(print.status, 1);
-  Result help = RunVdev("--help");
+  RunResult help = RunVdev("--help");
   EXPECT_EQ(help.status, 0);
   EXPECT_THAT(help.out, HasSubstr("usage: vdev"));
 }
 
 TEST(VdevCliTest, TypesAndPluginsListings) {
-  Result r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " --print types --print plugins");
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " --print types --print plugins");
   EXPECT_EQ(r.status, 0);
   EXPECT_THAT(r.out, HasSubstr("example-pci: pci-device\n"));
   EXPECT_THAT(r.out, HasSubstr("example ("));
