@@ -74,6 +74,13 @@ void DeviceState::AdoptChildBus(std::string name, std::unique_ptr<BusState> bus)
   child_buses_.push_back(raw);
 }
 
+void DeviceState::DestroyChildBus(BusState* bus) {
+  auto it = std::find(child_buses_.begin(), child_buses_.end(), bus);
+  if (it == child_buses_.end()) return;
+  child_buses_.erase(it);
+  DeleteChild(bus->name());
+}
+
 VDEV_REGISTER_TYPE(DeviceState);
 
 }  // namespace vdev

@@ -113,6 +113,9 @@ class DeviceState : public qom::Object {
     AdoptChildBus(std::move(name), std::move(bus));
     return raw;
   }
+  // Destroys a bus made by CreateChildBus (e.g. in Unrealize for a bus made in Realize). Devices
+  // still on it are left busless; callers unplug them first.
+  void DestroyChildBus(BusState* bus);
 
  private:
   friend class BusState;

@@ -79,12 +79,18 @@ void PCIBus::OnDetach(DeviceState& dev) {
   }
 }
 
+uint8_t PCIBus::bus_number() const {
+  auto* bridge = qom::DynamicCast<PCIDevice>(parent_device());
+  if (bridge == nullptr) return 0;
+  return static_cast<uint8_t>(bridge->ConfigRead(kSecondaryBus, 1));
+}
+
 std::vector<std::string> PCIBus::DescribeDevice(const DeviceState& dev) const {
   const auto* pd = qom::DynamicCast<PCIDevice>(&dev);
   if (pd == nullptr) return {};
   const PCIDeviceClass& k = pd->pci_class();
   return {absl::StrFormat("class %s, addr %02x:%02x.%x, pci id %04x:%04x (sub %04x:%04x)",
-                          PciClassName(k.class_id), bus_number_, pd->devfn().slot(),
+                          PciClassName(k.class_id), bus_number(), pd->devfn().slot(),
                           pd->devfn().fn(), k.vendor_id, k.device_id, k.subsystem_vendor_id,
                           k.subsystem_id)};
 }

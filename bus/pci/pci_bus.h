@@ -26,8 +26,8 @@ class PCIBus : public BusState {
     if (devfn < 0 || devfn >= 256) return nullptr;
     return static_cast<PCIDevice*>(slots_[static_cast<size_t>(devfn)]);
   }
-  // Bus number (0 for a root bus).
-  uint8_t bus_number() const { return bus_number_; }
+  // Bus number: 0 for a root bus; behind a bridge, what the guest programmed as its secondary bus.
+  uint8_t bus_number() const;
   // Lowest slot used for automatic placement (slot 0 is the host bridge's on a root bus).
   void set_first_auto_slot(int slot) { first_auto_slot_ = slot; }
 
@@ -41,7 +41,6 @@ class PCIBus : public BusState {
  private:
   // Plugged functions by devfn. Held as DeviceState* (see OnDetach).
   std::array<DeviceState*, kSlotsPerBus * kFunctionsPerSlot> slots_{};
-  uint8_t bus_number_ = 0;
   int first_auto_slot_ = 0;
 };
 

@@ -29,6 +29,7 @@ class PCIDeviceClass : public DeviceClass {
   uint8_t prog_if = 0;
   uint16_t subsystem_vendor_id = 0;
   uint16_t subsystem_id = 0;
+  uint8_t header_type = 0;  // 0: endpoint; kHeaderTypeBridge: PCI-to-PCI bridge (no subsystem IDs)
 };
 
 class PCIDevice : public DeviceState {
@@ -59,10 +60,12 @@ class PCIDevice : public DeviceState {
  protected:
   absl::Status Realize() override;
   void Reset() override;
+  // Builds the standard header from the class metadata (called by Realize; subclasses that add
+  // registers set their masks after it).
+  void InitConfigHeader();
 
  private:
   friend class PCIBus;
-  void InitConfigHeader();
 
   qom::PciDevFn addr_;
   bool multifunction_ = false;

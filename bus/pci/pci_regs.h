@@ -38,6 +38,28 @@ inline constexpr uint16_t kStatusCapList = 0x10;         // RO
 inline constexpr uint16_t kStatusW1cMask = 0xf900;       // parity, aborts, SERR: write 1 to clear
 
 inline constexpr uint8_t kHeaderTypeMultiFunction = 0x80;
+inline constexpr uint8_t kHeaderTypeBridge = 0x01;
+
+// Type 1 (PCI-to-PCI bridge) header, PCI-to-PCI Bridge Architecture 1.2 §3.2.
+enum BridgeReg : uint16_t {
+  kPrimaryBus = 0x18,           // RW
+  kSecondaryBus = 0x19,         // RW: the bus number behind the bridge
+  kSubordinateBus = 0x1a,       // RW
+  kSecondaryLatency = 0x1b,     // RO here
+  kIoBase = 0x1c,               // RW upper nibble; low nibble 1 = 32-bit I/O
+  kIoLimit = 0x1d,              // as kIoBase
+  kSecondaryStatus = 0x1e,      // RW1C error bits
+  kMemoryBase = 0x20,           // RW bits 15:4
+  kMemoryLimit = 0x22,          // RW bits 15:4
+  kPrefetchBase = 0x24,         // RW bits 15:4; low nibble 1 = 64-bit
+  kPrefetchLimit = 0x26,        // as kPrefetchBase
+  kPrefetchBaseUpper = 0x28,    // RW
+  kPrefetchLimitUpper = 0x2c,   // RW
+  kIoBaseUpper = 0x30,          // RW
+  kIoLimitUpper = 0x32,         // RW
+  kBridgeRomAddress = 0x38,     // RO (no ROM)
+  kBridgeControl = 0x3e,        // RW (bits 11:0)
+};
 
 inline constexpr int kConfigSpaceSize = 256;
 inline constexpr int kSlotsPerBus = 32;

@@ -52,6 +52,22 @@ TEST(VdevCliTest, DefaultMachinePrintsTreeAndQomTree) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST(VdevCliTest, DeviceHelpListsBuiltinDevices) {
+  RunResult r = RunVdev("-device help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, HasSubstr("Controller/Bridge/Hub devices:\n"
+                               "name \"pci-bridge\", bus PCI, desc \"Standard PCI Bridge\""));
+}
+
+TEST(VdevCliTest, NestedBusesFromDeviceStrings) {
+  RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
+                        " -device pci-bridge,id=br0,addr=3 -device example-pci,id=ex,bus=br0"
+                        " --print qtree");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("bus: br0\n"));
+  EXPECT_THAT(r.out, HasSubstr("dev: example-pci, id \"ex\""));
+}
+
 TEST(VdevCliTest, DeviceHelpListsDevices) {
   RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device help");
   EXPECT_EQ(r.status, 0);

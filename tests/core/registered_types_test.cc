@@ -13,7 +13,7 @@ constexpr const char* kBuiltinTypes[] = {
     "device", "bus", "hotplug-handler", "user-creatable", "netdev", "chardev", "System",
     "sys-bus-device", "machine", "none",
     // bus/pci
-    "PCI", "pci-device", "i440FX-pcihost", "i440FX",
+    "PCI", "pci-device", "i440FX-pcihost", "i440FX", "pci-bridge",
     // hw/machine
     "pc",
 };

@@ -1,5 +1,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "bus/pci/pci_bridge.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_device.h"
 #include "core/introspect.h"
@@ -171,6 +172,73 @@ TEST_F(PciTest, QtreeShowsPciAddressAndIds) {
 TEST_F(PciTest, BadAddrValue) {
   EXPECT_EQ(m_->DeviceAdd("test-pci-function,addr=40").status().message(),
             "Parameter 'addr' expects a PCI address (slot[.fn], slot 0-1f, fn 0-7), got '40'");
+}
+
+TEST_F(PciTest, BridgeProvidesSecondaryBusNamedAfterItsId) {
+  auto br = m_->DeviceAdd("pci-bridge,id=br0,addr=3");
+  ASSERT_TRUE(br.ok()) << br.status();
+  auto* bridge = static_cast<PCIBridge*>(*br);
+  ASSERT_NE(bridge->secondary_bus(), nullptr);
+  EXPECT_EQ(bridge->secondary_bus()->bus_name(), "br0");
+  PCIDevice* behind = Add("id=behind,bus=br0,addr=1");
+  ASSERT_NE(behind, nullptr);
+  EXPECT_EQ(behind->parent_bus(), bridge->secondary_bus());
+  EXPECT_EQ(bridge->ConfigRead(kVendorId, 4), 0x00011b36u);
+  EXPECT_EQ(bridge->ConfigRead(kClassDevice, 2), 0x0604u);
+  EXPECT_EQ(bridge->ConfigRead(kHeaderType, 1), kHeaderTypeBridge);
+  std::string q = FormatQtree(*m_);
+  EXPECT_THAT(q, HasSubstr("dev: pci-bridge, id \"br0\""));
+  EXPECT_THAT(q, HasSubstr("bus: br0\n          type PCI\n          dev: test-pci-function, id \"behind\""));
+}
+
+TEST_F(PciTest, BridgeBusNumbersAndWindowsAreGuestProgrammable) {
+  auto* bridge = static_cast<PCIBridge*>(*m_->DeviceAdd("pci-bridge,id=br0"));
+  PCIDevice* behind = Add("id=behind,bus=br0,addr=2");
+  ASSERT_NE(behind, nullptr);
+  EXPECT_EQ(bridge->secondary_bus()->bus_number(), 0);
+  bridge->ConfigWrite(kPrimaryBus, 0x00020100, 4);  // primary 0, secondary 1, subordinate 2
+  EXPECT_EQ(bridge->secondary_bus()->bus_number(), 1);
+  EXPECT_THAT(FormatQtree(*m_), HasSubstr("addr 01:02.0, pci id 1234:11e8"));
+  bridge->ConfigWrite(kIoBase, 0xffff, 2);  // the low nibble (decode type) is read-only
+  EXPECT_EQ(bridge->ConfigRead(kIoBase, 2), 0xf1f1u);
+  bridge->ConfigWrite(kMemoryBase, 0xffffffff, 4);
+  EXPECT_EQ(bridge->ConfigRead(kMemoryBase, 4), 0xfff0fff0u);
+  bridge->ConfigWrite(kPrefetchBase, 0xffffffff, 4);
+  EXPECT_EQ(bridge->ConfigRead(kPrefetchBase, 4), 0xfff1fff1u);
+  bridge->ConfigWrite(kBridgeControl, 0xffff, 2);
+  EXPECT_EQ(bridge->ConfigRead(kBridgeControl, 2), 0x0fffu);
+  EXPECT_EQ(bridge->ConfigRead(kSubsystemVendorId, 4), 0u);  // type 1: prefetch upper, not IDs
+}
+
+TEST_F(PciTest, BridgeResetClearsBusNumbers) {
+  auto* bridge = static_cast<PCIBridge*>(*m_->DeviceAdd("pci-bridge,id=br0"));
+  bridge->ConfigWrite(kSecondaryBus, 5, 1);
+  m_->Reset();
+  EXPECT_EQ(bridge->ConfigRead(kSecondaryBus, 1), 0u);
+  EXPECT_EQ(bridge->ConfigRead(kIoBase, 1), 0x01u);
+}
+
+TEST_F(PciTest, DeletingBridgeRemovesDevicesBehindIt) {
+  ASSERT_TRUE(m_->DeviceAdd("pci-bridge,id=br0,addr=3").ok());
+  ASSERT_NE(Add("id=behind,bus=br0"), nullptr);
+  ASSERT_TRUE(m_->DeviceDel("br0").ok());
+  EXPECT_EQ(m_->FindDevice("behind"), nullptr);
+  EXPECT_EQ(m_->FindDevice("br0"), nullptr);
+  EXPECT_EQ(m_->FindBus("br0"), nullptr);
+  EXPECT_EQ(bus_->device_at(3 * 8), nullptr);
+  EXPECT_TRUE(m_->DeviceAdd("pci-bridge,id=br0,addr=3").ok());  // everything is free again
+}
+
+TEST_F(PciTest, NestedBridgesAndAnonymousBridgeBus) {
+  ASSERT_TRUE(m_->DeviceAdd("pci-bridge,id=br0").ok());
+  ASSERT_TRUE(m_->DeviceAdd("pci-bridge,id=br1,bus=br0").ok());
+  ASSERT_NE(Add("id=deep,bus=br1"), nullptr);
+  auto anon = m_->DeviceAdd("pci-bridge");
+  ASSERT_TRUE(anon.ok());
+  EXPECT_THAT(static_cast<PCIBridge*>(*anon)->secondary_bus()->bus_name(),
+              ::testing::StartsWith("pci-bridge-bus."));
+  // Machine teardown with nested buses is clean (ASan/UBSan builds check it).
+  m_.reset();
 }
 
 }  // namespace
