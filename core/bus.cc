@@ -23,8 +23,8 @@ absl::Status BusState::Attach(DeviceState& dev) {
   }
   const std::string& want = dev.device_class().bus_type;
   if (want.empty() || !IsA(want)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Device '", dev.type_name(), "' can't go on ", type_name(), " bus '", bus_name(), "'"));
+    return absl::FailedPreconditionError(absl::StrCat("Device '", dev.type_name(), "' can't go on ",
+                                                      type_name(), " bus '", bus_name(), "'"));
   }
   if (full()) return absl::ResourceExhaustedError(absl::StrCat("Bus '", bus_name(), "' is full"));
   absl::Status s = CheckPlug(dev);
@@ -44,8 +44,7 @@ void BusState::Detach(DeviceState& dev) {
 }
 
 VDEV_REGISTER_TYPE(BusState);
-VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{.name = HotplugHandler::kTypeName,
-                                       .parent = "interface",
-                                       .abstract = true}));
+VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{
+    .name = HotplugHandler::kTypeName, .parent = "interface", .abstract = true}));
 
 }  // namespace vdev

@@ -9,17 +9,28 @@ namespace vdev {
 
 absl::string_view DeviceCategoryTitle(DeviceCategory c) {
   switch (c) {
-    case DeviceCategory::kBridge: return "Controller/Bridge/Hub devices";
-    case DeviceCategory::kUsb: return "USB devices";
-    case DeviceCategory::kStorage: return "Storage devices";
-    case DeviceCategory::kNetwork: return "Network devices";
-    case DeviceCategory::kInput: return "Input devices";
-    case DeviceCategory::kDisplay: return "Display devices";
-    case DeviceCategory::kSound: return "Sound devices";
-    case DeviceCategory::kMisc: return "Misc devices";
-    case DeviceCategory::kCpu: return "CPU devices";
-    case DeviceCategory::kWatchdog: return "Watchdog devices";
-    case DeviceCategory::kUncategorized: return "Uncategorized devices";
+    case DeviceCategory::kBridge:
+      return "Controller/Bridge/Hub devices";
+    case DeviceCategory::kUsb:
+      return "USB devices";
+    case DeviceCategory::kStorage:
+      return "Storage devices";
+    case DeviceCategory::kNetwork:
+      return "Network devices";
+    case DeviceCategory::kInput:
+      return "Input devices";
+    case DeviceCategory::kDisplay:
+      return "Display devices";
+    case DeviceCategory::kSound:
+      return "Sound devices";
+    case DeviceCategory::kMisc:
+      return "Misc devices";
+    case DeviceCategory::kCpu:
+      return "CPU devices";
+    case DeviceCategory::kWatchdog:
+      return "Watchdog devices";
+    case DeviceCategory::kUncategorized:
+      return "Uncategorized devices";
   }
   return "Uncategorized devices";
 }

@@ -21,10 +21,10 @@
 #define VDEV_CORE_DEVICE_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "core/base/counters.h"
 #include "qom/object.h"
 

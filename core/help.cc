@@ -44,8 +44,9 @@ absl::StatusOr<std::string> PropertiesHelp(absl::string_view type_name,
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("type '", type_name, "' not found"));
   std::vector<const qom::PropertyInfo*> props;
   for (const auto& p : t->klass().properties()) props.push_back(p.get());
-  std::sort(props.begin(), props.end(),
-            [](const qom::PropertyInfo* a, const qom::PropertyInfo* b) { return a->name < b->name; });
+  std::sort(props.begin(), props.end(), [](const qom::PropertyInfo* a, const qom::PropertyInfo* b) {
+    return a->name < b->name;
+  });
   if (props.empty()) return absl::StrCat("There are no options for ", type_name, ".\n");
   std::string out = absl::StrCat(type_name, " options:\n");
   for (const qom::PropertyInfo* p : props) {
@@ -55,10 +56,13 @@ absl::StatusOr<std::string> PropertiesHelp(absl::string_view type_name,
     if (!p->enum_values.empty()) {
       absl::StrAppend(&tail, tail.empty() ? "" : " ", "(", absl::StrJoin(p->enum_values, "/"), ")");
     }
-    if (p->default_value) absl::StrAppend(&tail, tail.empty() ? "" : " ", "(default: ",
-                                          p->default_value->empty() ? "\"\"" : *p->default_value, ")");
-    if (!p->set) absl::StrAppend(&tail, tail.empty() ? "" : " ", "[read-only]");
-    else if (p->runtime_settable) absl::StrAppend(&tail, " [runtime-settable]");
+    if (p->default_value)
+      absl::StrAppend(&tail, tail.empty() ? "" : " ",
+                      "(default: ", p->default_value->empty() ? "\"\"" : *p->default_value, ")");
+    if (!p->set)
+      absl::StrAppend(&tail, tail.empty() ? "" : " ", "[read-only]");
+    else if (p->runtime_settable)
+      absl::StrAppend(&tail, " [runtime-settable]");
     if (!tail.empty()) absl::StrAppend(&line, " - ", tail);
     absl::StrAppend(&out, line, "\n");
   }

@@ -4,9 +4,9 @@
 #define VDEV_CORE_HELP_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "qom/type.h"
 
 namespace vdev {

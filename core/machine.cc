@@ -34,8 +34,8 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(absl::string_view optio
   const qom::TypeImpl* t = registry.Find(type);
   const qom::TypeImpl* base = registry.Find(kTypeName);
   if (t == nullptr || base == nullptr || !t->IsA(base) || t->abstract()) {
-    return absl::NotFoundError(absl::StrCat("unsupported machine type '", type,
-                                            "' (use -machine help to list them)"));
+    return absl::NotFoundError(
+        absl::StrCat("unsupported machine type '", type, "' (use -machine help to list them)"));
   }
   VDEV_ASSIGN_OR_RETURN(std::unique_ptr<qom::Object> obj, registry.Create(type));
   std::unique_ptr<Machine> m(qom::DynamicCast<Machine>(obj.release()));
@@ -143,7 +143,8 @@ absl::StatusOr<BusState*> Machine::ChooseBus(const DeviceClass& dc, const std::s
       return absl::InvalidArgumentError(absl::StrCat("Device '", driver, "' can't go on ",
                                                      b->type_name(), " bus '", b->bus_name(), "'"));
     }
-    if (b->full()) return absl::ResourceExhaustedError(absl::StrCat("Bus '", *bus_name, "' is full"));
+    if (b->full())
+      return absl::ResourceExhaustedError(absl::StrCat("Bus '", *bus_name, "' is full"));
     return b;
   }
   bool saw_full = false;
@@ -178,8 +179,8 @@ absl::StatusOr<DeviceState*> Machine::DeviceAdd(QemuOpts opts) {
   }
   const auto& dc = static_cast<const DeviceClass&>(t->klass());
   if (t->abstract() || !dc.user_creatable) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Parameter 'driver' expects a pluggable device type, got '", *driver, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Parameter 'driver' expects a pluggable device type, got '", *driver, "'"));
   }
   std::optional<std::string> given_id = opts.Take("id");
   std::string id = given_id.value_or("");
@@ -281,7 +282,8 @@ absl::Status Machine::DeviceDel(absl::string_view id_or_path) {
     auto o = root_->Resolve(id_or_path);
     if (o.ok()) dev = qom::DynamicCast<DeviceState>(*o);
   }
-  if (dev == nullptr) return absl::NotFoundError(absl::StrCat("Device '", id_or_path, "' not found"));
+  if (dev == nullptr)
+    return absl::NotFoundError(absl::StrCat("Device '", id_or_path, "' not found"));
   if (dev->parent() != peripheral_ && dev->parent() != peripheral_anon_) {
     return absl::FailedPreconditionError(
         absl::StrCat(dev->DisplayName(), " is part of the board and cannot be removed"));
@@ -351,7 +353,8 @@ absl::StatusOr<qom::Object*> Machine::ObjectAdd(absl::string_view option, QemuOp
   const ObjectGroup& g = ObjectGroupFor(option);
   if (opts.help()) return absl::InvalidArgumentError("help was requested");
   std::optional<std::string> kind = opts.Take(g.implied_key);
-  if (!kind) return absl::InvalidArgumentError(absl::StrCat("Parameter '", g.implied_key, "' is missing"));
+  if (!kind)
+    return absl::InvalidArgumentError(absl::StrCat("Parameter '", g.implied_key, "' is missing"));
   const std::string type_name = g.type_prefix + *kind;
   const qom::TypeImpl* t = registry().Find(type_name);
   if (t == nullptr || t->abstract() || !t->klass().IsA(g.base_type)) {
@@ -396,11 +399,12 @@ absl::Status Machine::ObjectDel(absl::string_view option, absl::string_view id) 
     return absl::NotFoundError(absl::StrCat(g.option, " '", id, "' not found"));
   }
   if (obj->HasIncomingLinks()) {
-    return absl::FailedPreconditionError(absl::StrCat(g.option, " '", id, "' is in use by ",
-                                                      obj->IncomingLinkNames().front()));
+    return absl::FailedPreconditionError(
+        absl::StrCat(g.option, " '", id, "' is in use by ", obj->IncomingLinkNames().front()));
   }
   if (auto* uc = qom::DynamicCast<UserCreatable>(obj); uc && !uc->CanBeDeleted()) {
-    return absl::FailedPreconditionError(absl::StrCat(g.option, " '", id, "' cannot be deleted now"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(g.option, " '", id, "' cannot be deleted now"));
   }
   container->DeleteChild(id);
   return absl::OkStatus();

@@ -61,7 +61,8 @@ absl::StatusOr<QemuOpts> QemuOpts::Parse(absl::string_view text, absl::string_vi
         if (i + 1 == elems.size()) continue;  // a trailing comma is harmless
         return absl::InvalidArgumentError(absl::StrCat("Invalid parameter '' in '", text, "'"));
       }
-      if (!ValidKey(e)) return absl::InvalidArgumentError(absl::StrCat("Invalid parameter '", e, "'"));
+      if (!ValidKey(e))
+        return absl::InvalidArgumentError(absl::StrCat("Invalid parameter '", e, "'"));
       if (opts.Has(e)) {
         return absl::InvalidArgumentError(absl::StrCat("Parameter '", e, "' given more than once"));
       }
@@ -112,8 +113,8 @@ std::string QemuOpts::ToString(absl::string_view implied_key) const {
   std::string out;
   for (const auto& [k, v] : entries_) {
     if (!out.empty()) out.push_back(',');
-    if (out.empty() && !implied_key.empty() && k == implied_key && v.find('=') == std::string::npos &&
-        v != "help" && v != "?") {
+    if (out.empty() && !implied_key.empty() && k == implied_key &&
+        v.find('=') == std::string::npos && v != "help" && v != "?") {
       absl::StrAppend(&out, EscapeOptionValue(v));
     } else {
       absl::StrAppend(&out, k, "=", EscapeOptionValue(v));

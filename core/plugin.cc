@@ -56,14 +56,14 @@ absl::StatusOr<LoadedPlugin> LoadPlugin(const std::string& path, qom::TypeRegist
   } else if (abi->magic != kPluginMagic) {
     problem = fail(absl::StatusCode::kFailedPrecondition, "bad magic in 'vdev_plugin_abi'");
   } else if (abi->abi_version != kPluginAbiVersion) {
-    problem = fail(absl::StatusCode::kFailedPrecondition,
-                   absl::StrCat("ABI version ", abi->abi_version, " does not match vdev's ",
-                                kPluginAbiVersion, " (rebuild the plugin against vdev ",
-                                VDEV_VERSION_STRING, ")"));
+    problem = fail(
+        absl::StatusCode::kFailedPrecondition,
+        absl::StrCat("ABI version ", abi->abi_version, " does not match vdev's ", kPluginAbiVersion,
+                     " (rebuild the plugin against vdev ", VDEV_VERSION_STRING, ")"));
   } else if (abi->cxx_abi != kCxxAbi) {
-    problem = fail(absl::StatusCode::kFailedPrecondition,
-                   absl::StrCat("C++ library ABI ", abi->cxx_abi, " does not match vdev's ",
-                                kCxxAbi));
+    problem =
+        fail(absl::StatusCode::kFailedPrecondition,
+             absl::StrCat("C++ library ABI ", abi->cxx_abi, " does not match vdev's ", kCxxAbi));
   }
   if (!problem.ok()) {
     registry.AbortBatch();

@@ -32,7 +32,7 @@ inline constexpr uint32_t kPluginAbiVersion = 1;
 struct PluginAbi {
   uint32_t magic;
   uint32_t abi_version;
-  uint32_t cxx_abi;       // _GLIBCXX_USE_CXX11_ABI of the plugin's build
+  uint32_t cxx_abi;  // _GLIBCXX_USE_CXX11_ABI of the plugin's build
   uint32_t reserved;
   const char* vdev_version;  // VDEV_VERSION_STRING the plugin was built against
   const char* name;
@@ -59,10 +59,10 @@ std::vector<LoadedPlugin> LoadedPlugins();
 
 }  // namespace vdev
 
-#define VDEV_PLUGIN(plugin_name)                                                            \
-  extern "C" __attribute__((visibility("default"), used))                                   \
+#define VDEV_PLUGIN(plugin_name)                                                              \
+  extern "C" __attribute__((visibility("default"), used))                                     \
   const ::vdev::PluginAbi vdev_plugin_abi = {::vdev::kPluginMagic, ::vdev::kPluginAbiVersion, \
-                                             ::vdev::kCxxAbi, 0, VDEV_VERSION_STRING,         \
-                                             plugin_name}
+                                             ::vdev::kCxxAbi,      0,                         \
+                                             VDEV_VERSION_STRING,  plugin_name}
 
 #endif  // VDEV_CORE_PLUGIN_H_

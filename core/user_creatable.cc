@@ -22,9 +22,8 @@ const ObjectGroup& ObjectGroupFor(absl::string_view option) {
   __builtin_unreachable();
 }
 
-VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{.name = UserCreatable::kTypeName,
-                                       .parent = "interface",
-                                       .abstract = true}));
+VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{
+    .name = UserCreatable::kTypeName, .parent = "interface", .abstract = true}));
 // The bases of the -netdev and -chardev groups; backends derive from them.
 VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{.name = "netdev",
                                        .parent = qom::Object::kTypeName,

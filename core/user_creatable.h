@@ -9,10 +9,10 @@
 #define VDEV_CORE_USER_CREATABLE_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace vdev {
 

@@ -32,17 +32,19 @@ Object::~Object() {
   // Links this object holds: forget them at their targets.
   for (const LinkRef& out : outgoing_) {
     auto& in = out.other->incoming_;
-    in.erase(std::remove_if(in.begin(), in.end(),
-                            [&](const LinkRef& r) { return r.other == this && r.prop == out.prop; }),
-             in.end());
+    in.erase(
+        std::remove_if(in.begin(), in.end(),
+                       [&](const LinkRef& r) { return r.other == this && r.prop == out.prop; }),
+        in.end());
   }
   // Links into this object: clear the sources' fields.
   for (const LinkRef& in : incoming_) {
     if (in.prop->clear_link) in.prop->clear_link(*in.other);
     auto& out = in.other->outgoing_;
-    out.erase(std::remove_if(out.begin(), out.end(),
-                             [&](const LinkRef& r) { return r.other == this && r.prop == in.prop; }),
-              out.end());
+    out.erase(
+        std::remove_if(out.begin(), out.end(),
+                       [&](const LinkRef& r) { return r.other == this && r.prop == in.prop; }),
+        out.end());
   }
 }
 
@@ -67,7 +69,8 @@ std::string Object::CanonicalPath() const {
   }
   if (!o->is_root_) return "";
   std::string path;
-  for (auto it = chain.rbegin(); it != chain.rend(); ++it) absl::StrAppend(&path, "/", (*it)->name_);
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it)
+    absl::StrAppend(&path, "/", (*it)->name_);
   return path;
 }
 
@@ -201,8 +204,8 @@ std::vector<const PropertyInfo*> Object::ListProperties() const {
 absl::Status Object::AddInstanceProperty(PropertyInfo prop) {
   if (prop.name.empty()) return absl::InvalidArgumentError("property with an empty name");
   if (FindProperty(prop.name) != nullptr || child_index_.contains(prop.name)) {
-    return absl::AlreadyExistsError(absl::StrCat("Property '", type_ ? type_name() : "object",
-                                                 ".", prop.name, "' already exists"));
+    return absl::AlreadyExistsError(absl::StrCat("Property '", type_ ? type_name() : "object", ".",
+                                                 prop.name, "' already exists"));
   }
   instance_props_.push_back(std::make_unique<PropertyInfo>(std::move(prop)));
   if (instance_props_.back()->init) {
@@ -243,9 +246,8 @@ absl::Status Object::SetProperty(absl::string_view name, absl::string_view value
         absl::StrCat("Property '", type_name(), ".", name, "' is read-only"));
   }
   if (PropertiesFrozen() && !p->runtime_settable) {
-    return absl::FailedPreconditionError(absl::StrCat("Attempt to set property '", name,
-                                                      "' on '", type_name(),
-                                                      "' after it was realized"));
+    return absl::FailedPreconditionError(absl::StrCat("Attempt to set property '", name, "' on '",
+                                                      type_name(), "' after it was realized"));
   }
   return p->set(*this, value);
 }
@@ -265,7 +267,8 @@ absl::StatusOr<std::string> Object::GetProperty(absl::string_view name) const {
 
 std::vector<std::string> Object::IncomingLinkNames() const {
   std::vector<std::string> out;
-  for (const LinkRef& r : incoming_) out.push_back(absl::StrCat(r.other->CanonicalPath(), ".", r.prop->name));
+  for (const LinkRef& r : incoming_)
+    out.push_back(absl::StrCat(r.other->CanonicalPath(), ".", r.prop->name));
   return out;
 }
 
@@ -300,14 +303,14 @@ absl::StatusOr<Object*> ResolveLinkTarget(Object& o, absl::string_view name,
                                           absl::string_view target_type, absl::string_view value) {
   auto target = o.Resolve(value);
   if (!target.ok()) {
-    return absl::NotFoundError(absl::StrCat("Property '", o.type_name(), ".", name,
-                                            "' can't find value '", value, "'"));
+    return absl::NotFoundError(
+        absl::StrCat("Property '", o.type_name(), ".", name, "' can't find value '", value, "'"));
   }
   if (!(*target)->IsA(target_type)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Property '", o.type_name(), ".", name, "' can't take value '", value, "': '",
-        (*target)->CanonicalPath(), "' is a '", (*target)->type_name(), "', not a '", target_type,
-        "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Property '", o.type_name(), ".", name, "' can't take value '", value, "': '",
+                     (*target)->CanonicalPath(), "' is a '", (*target)->type_name(), "', not a '",
+                     target_type, "'"));
   }
   if (*target == &o) {
     return absl::InvalidArgumentError(

@@ -22,7 +22,8 @@ int HexValue(char c) {
 
 }  // namespace
 
-absl::Status BadValueError(absl::string_view name, absl::string_view expects, absl::string_view got) {
+absl::Status BadValueError(absl::string_view name, absl::string_view expects,
+                           absl::string_view got) {
   return absl::InvalidArgumentError(
       absl::StrCat("Parameter '", name, "' expects ", expects, ", got '", got, "'"));
 }
@@ -107,12 +108,28 @@ bool ParseSize(absl::string_view s, uint64_t* out) {
   if (s.empty()) return false;
   int shift = 0;
   switch (s.back()) {
-    case 'k': case 'K': shift = 10; break;
-    case 'M': case 'm': shift = 20; break;
-    case 'G': case 'g': shift = 30; break;
-    case 'T': case 't': shift = 40; break;
-    case 'B': case 'b': shift = 0; break;
-    default: shift = -1;
+    case 'k':
+    case 'K':
+      shift = 10;
+      break;
+    case 'M':
+    case 'm':
+      shift = 20;
+      break;
+    case 'G':
+    case 'g':
+      shift = 30;
+      break;
+    case 'T':
+    case 't':
+      shift = 40;
+      break;
+    case 'B':
+    case 'b':
+      shift = 0;
+      break;
+    default:
+      shift = -1;
   }
   if (shift >= 0) s.remove_suffix(1);
   auto v = ParseU64(s);

@@ -26,7 +26,6 @@
 #include <limits>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -34,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace vdev::qom {
 
@@ -93,8 +93,8 @@ struct Size {
 // The common tri-state QEMU uses for "on|off|auto" switches.
 enum class OnOffAuto { kAuto = 0, kOn = 1, kOff = 2 };
 inline const std::vector<std::pair<std::string, int>>& OnOffAutoNames() {
-  static const auto* names = new std::vector<std::pair<std::string, int>>{
-      {"auto", 0}, {"on", 1}, {"off", 2}};
+  static const auto* names =
+      new std::vector<std::pair<std::string, int>>{{"auto", 0}, {"on", 1}, {"off", 2}};
   return *names;
 }
 
@@ -127,13 +127,14 @@ struct Codec<bool> {
 
 template <typename I>
 struct Codec<I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>>> {
-  static constexpr const char* kType =
-      std::is_signed_v<I>
-          ? (sizeof(I) == 1 ? "int8" : sizeof(I) == 2 ? "int16" : sizeof(I) == 4 ? "int32" : "int64")
-          : (sizeof(I) == 1 ? "uint8"
-             : sizeof(I) == 2 ? "uint16"
-             : sizeof(I) == 4 ? "uint32"
-                              : "uint64");
+  static constexpr const char* kType = std::is_signed_v<I> ? (sizeof(I) == 1   ? "int8"
+                                                              : sizeof(I) == 2 ? "int16"
+                                                              : sizeof(I) == 4 ? "int32"
+                                                                               : "int64")
+                                                           : (sizeof(I) == 1   ? "uint8"
+                                                              : sizeof(I) == 2 ? "uint16"
+                                                              : sizeof(I) == 4 ? "uint32"
+                                                                               : "uint64");
   static bool Parse(absl::string_view s, I* out, std::string* expects) {
     if constexpr (std::is_signed_v<I>) {
       auto v = ParseI64(s);
@@ -208,7 +209,8 @@ struct Codec<Size> {
 };
 
 // The message every bad value produces.
-absl::Status BadValueError(absl::string_view name, absl::string_view expects, absl::string_view got);
+absl::Status BadValueError(absl::string_view name, absl::string_view expects,
+                           absl::string_view got);
 
 namespace internal {
 // Casts the generic object to the class that owns the field. Checked in debug builds.

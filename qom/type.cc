@@ -164,7 +164,6 @@ absl::StatusOr<TypeImpl*> TypeRegistry::LookupLocked(absl::string_view name) {
   return t;
 }
 
-
 absl::Status TypeRegistry::InitializeLocked(TypeImpl* t, int depth_guard) {
   if (t->initialized_) {
     return t->init_error_.empty() ? absl::OkStatus()
@@ -185,8 +184,8 @@ absl::Status TypeRegistry::InitializeLocked(TypeImpl* t, int depth_guard) {
   if (!t->info_.parent.empty()) {
     auto it = types_.find(t->info_.parent);
     if (it == types_.end()) {
-      return fail(absl::StrCat("type '", t->name(), "': parent type '", t->info_.parent,
-                               "' not found"));
+      return fail(
+          absl::StrCat("type '", t->name(), "': parent type '", t->info_.parent, "' not found"));
     }
     TypeImpl* p = it->second.get();
     if (p->initializing_) {
@@ -318,7 +317,8 @@ absl::StatusOr<std::unique_ptr<Object>> TypeRegistry::Create(absl::string_view n
   for (auto it = t->ancestors_.rbegin(); it != t->ancestors_.rend(); ++it) {
     if ((*it)->info_.cxx_check) {
       if (!(*it)->info_.cxx_check(*obj)) {
-        return absl::InternalError(absl::StrCat("type '", name, "': instance_init made an object "
+        return absl::InternalError(absl::StrCat("type '", name,
+                                                "': instance_init made an object "
                                                 "whose C++ class is not that of type '",
                                                 (*it)->name(), "'"));
       }

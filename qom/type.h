@@ -30,13 +30,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "qom/property.h"
 
 namespace vdev::qom {
@@ -139,8 +139,8 @@ class TypeImpl {
   bool is_interface_ = false;
   bool initialized_ = false;
   bool initializing_ = false;  // on the stack of InitializeLocked (cycle detection)
-  std::string init_error_;  // sticky initialisation failure
-  uint64_t generation_ = 0; // registration batch, for rolling back a failed plugin
+  std::string init_error_;     // sticky initialisation failure
+  uint64_t generation_ = 0;    // registration batch, for rolling back a failed plugin
 };
 
 class TypeRegistry {
@@ -248,8 +248,7 @@ bool DeclaresOwnClassInit() {
     return false;
   } else if constexpr (!HasClassInit<typename T::Parent>::value) {
     return true;
-  } else if constexpr (!std::is_same_v<decltype(&T::ClassInit),
-                                       decltype(&T::Parent::ClassInit)>) {
+  } else if constexpr (!std::is_same_v<decltype(&T::ClassInit), decltype(&T::Parent::ClassInit)>) {
     return true;
   } else {
     return &T::ClassInit != &T::Parent::ClassInit;
@@ -288,15 +287,16 @@ TypeInfo TypeInfoFor() {
     info.class_new = [] { return std::make_unique<Class>(); };
   }
   if constexpr (internal::HasClassInit<T>::value) {
-    if (internal::DeclaresOwnClassInit<T>()) info.class_init = [](ObjectClass& oc) {
-      using InitArg = typename internal::ClassInitArg<decltype(&T::ClassInit)>::type;
-      auto* c = dynamic_cast<InitArg*>(&oc);
-      if (c == nullptr) {
-        oc.SetInitError(std::string("class object is not a ") + typeid(InitArg).name());
-        return;
-      }
-      T::ClassInit(*c);
-    };
+    if (internal::DeclaresOwnClassInit<T>())
+      info.class_init = [](ObjectClass& oc) {
+        using InitArg = typename internal::ClassInitArg<decltype(&T::ClassInit)>::type;
+        auto* c = dynamic_cast<InitArg*>(&oc);
+        if (c == nullptr) {
+          oc.SetInitError(std::string("class object is not a ") + typeid(InitArg).name());
+          return;
+        }
+        T::ClassInit(*c);
+      };
   }
   if constexpr (!std::is_abstract_v<T> && std::is_default_constructible_v<T>) {
     info.instance_init = []() -> std::unique_ptr<Object> { return std::make_unique<T>(); };
@@ -312,12 +312,12 @@ TypeInfo TypeInfoFor() {
 
 // Registers C++ class T (see TypeInfoFor) with the global registry when the program or plugin
 // is loaded. Use at namespace scope in T's .cc file.
-#define VDEV_REGISTER_TYPE(T)                                                       \
+#define VDEV_REGISTER_TYPE(T)                                                            \
   [[maybe_unused]] static const bool VDEV_QOM_CONCAT_(vdev_type_registered_, __LINE__) = \
       ::vdev::qom::internal::RegisterStatic(::vdev::qom::TypeInfoFor<T>())
 
 // Registers a hand-built TypeInfo (for interface types and types without a C++ class of their own).
-#define VDEV_REGISTER_TYPE_INFO(info_expr)                                          \
+#define VDEV_REGISTER_TYPE_INFO(info_expr)                                               \
   [[maybe_unused]] static const bool VDEV_QOM_CONCAT_(vdev_type_registered_, __LINE__) = \
       ::vdev::qom::internal::RegisterStatic(info_expr)
 

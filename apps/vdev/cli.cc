@@ -25,7 +25,8 @@ constexpr char kUsage[] =
     "  -object TYPE,id=ID[,...]        create a user-creatable object at /objects/ID\n"
     "  -chardev BACKEND,id=ID[,...]    create a character device backend at /chardevs/ID\n"
     "  -netdev TYPE,id=ID[,...]        create a network backend at /netdevs/ID\n"
-    "  -device DRIVER[,prop=value...]  add a device ('help' lists drivers, DRIVER,help its options)\n"
+    "  -device DRIVER[,prop=value...]  add a device ('help' lists drivers, DRIVER,help its "
+    "options)\n"
     "  --print qtree|qom-tree|qom-dot|types|plugins\n"
     "  --version, -h/--help\n";
 

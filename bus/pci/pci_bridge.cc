@@ -25,8 +25,8 @@ absl::Status PCIBridge::Realize() {
   VDEV_RETURN_IF_ERROR(PCIDevice::Realize());
   InitBridgeRegisters();
   // QEMU names the secondary bus after the bridge's id, so "bus=br0" finds it.
-  std::string name = id().empty() ? absl::StrCat("pci-bridge-bus.", next_anonymous_bridge_bus++)
-                                  : id();
+  std::string name =
+      id().empty() ? absl::StrCat("pci-bridge-bus.", next_anonymous_bridge_bus++) : id();
   secondary_ = CreateChildBus<PCIBus>(std::move(name));
   return absl::OkStatus();
 }
@@ -45,7 +45,7 @@ void PCIBridge::Reset() {
 void PCIBridge::InitBridgeRegisters() {
   uint8_t* c = config();
   for (int r = kPrimaryBus; r <= kIoLimitUpper + 1; ++r) c[r] = 0;
-  c[kIoBase] = c[kIoLimit] = 0x01;          // 32-bit I/O decode
+  c[kIoBase] = c[kIoLimit] = 0x01;              // 32-bit I/O decode
   c[kPrefetchBase] = c[kPrefetchLimit] = 0x01;  // 64-bit prefetchable window
   c[kBridgeControl] = c[kBridgeControl + 1] = 0;
   for (int r : {kPrimaryBus, kSecondaryBus, kSubordinateBus}) SetConfigWriteMask(r, 0xff);

@@ -41,24 +41,24 @@ absl::Status PCIBus::CheckPlug(DeviceState& dev) {
     }
   }
   if (PCIDevice* other = device_at(want.devfn)) {
-    return absl::AlreadyExistsError(absl::StrFormat(
-        "PCI: slot %d function %d not available for %s, in use by %s", want.slot(), want.fn(),
-        dev.type_name(), Occupant(*other)));
+    return absl::AlreadyExistsError(
+        absl::StrFormat("PCI: slot %d function %d not available for %s, in use by %s", want.slot(),
+                        want.fn(), dev.type_name(), Occupant(*other)));
   }
   // Multifunction: function 0 decides whether the other functions of the slot may exist.
   if (want.fn() != 0) {
     PCIDevice* f0 = device_at(want.slot() * 8);
     if (f0 != nullptr && !f0->multifunction()) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "PCI: single function device can't be populated in function %x.%x", want.slot(),
-          want.fn()));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("PCI: single function device can't be populated in function %x.%x",
+                          want.slot(), want.fn()));
     }
   } else if (!pd->multifunction()) {
     for (int fn = 1; fn < kFunctionsPerSlot; ++fn) {
       if (slots_[static_cast<size_t>(want.slot() * 8 + fn)] != nullptr) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "PCI: %x.0 indicates single function, but %x.%x is already populated", want.slot(),
-            want.slot(), fn));
+        return absl::FailedPreconditionError(
+            absl::StrFormat("PCI: %x.0 indicates single function, but %x.%x is already populated",
+                            want.slot(), want.slot(), fn));
       }
     }
   }
@@ -97,31 +97,54 @@ std::vector<std::string> PCIBus::DescribeDevice(const DeviceState& dev) const {
 
 std::string PciClassName(uint16_t class_id) {
   switch (class_id) {
-    case 0x0100: return "SCSI controller";
-    case 0x0101: return "IDE controller";
-    case 0x0106: return "SATA controller";
-    case 0x0108: return "NVMe controller";
-    case 0x0200: return "Ethernet controller";
-    case 0x0280: return "Network controller";
-    case 0x0300: return "VGA controller";
-    case 0x0600: return "Host bridge";
-    case 0x0601: return "ISA bridge";
-    case 0x0604: return "PCI bridge";
-    case 0x0780: return "Communication controller";
-    case 0x00ff: return "Unclassified device";
-    case 0x00ff << 8: return "Class ff00";
-    default: break;
+    case 0x0100:
+      return "SCSI controller";
+    case 0x0101:
+      return "IDE controller";
+    case 0x0106:
+      return "SATA controller";
+    case 0x0108:
+      return "NVMe controller";
+    case 0x0200:
+      return "Ethernet controller";
+    case 0x0280:
+      return "Network controller";
+    case 0x0300:
+      return "VGA controller";
+    case 0x0600:
+      return "Host bridge";
+    case 0x0601:
+      return "ISA bridge";
+    case 0x0604:
+      return "PCI bridge";
+    case 0x0780:
+      return "Communication controller";
+    case 0x00ff:
+      return "Unclassified device";
+    case 0x00ff << 8:
+      return "Class ff00";
+    default:
+      break;
   }
   switch (class_id >> 8) {
-    case 0x00: return "Unclassified device";
-    case 0x01: return "Mass storage controller";
-    case 0x02: return "Network controller";
-    case 0x03: return "Display controller";
-    case 0x06: return "Bridge";
-    case 0x08: return "System peripheral";
-    case 0x0c: return "Serial bus controller";
-    case 0xff: return absl::StrFormat("Class %04x", class_id);
-    default: return absl::StrFormat("Class %04x", class_id);
+    case 0x00:
+      return "Unclassified device";
+    case 0x01:
+      return "Mass storage controller";
+    case 0x02:
+      return "Network controller";
+    case 0x03:
+      return "Display controller";
+    case 0x06:
+      return "Bridge";
+    case 0x08:
+      return "System peripheral";
+    case 0x0c:
+      return "Serial bus controller";
+    case 0xff:
+      return absl::StrFormat("Class %04x", class_id);
+    default:
+      return absl::StrFormat("Class %04x", class_id);
   }
 }
 

@@ -40,7 +40,8 @@ void PCIDevice::InitConfigHeader() {
   c[kRevisionId] = k.revision;
   c[kClassProg] = k.prog_if;
   Put16(c + kClassDevice, k.class_id);
-  c[kHeaderType] = static_cast<uint8_t>(k.header_type | (multifunction_ ? kHeaderTypeMultiFunction : 0));
+  c[kHeaderType] =
+      static_cast<uint8_t>(k.header_type | (multifunction_ ? kHeaderTypeMultiFunction : 0));
   if (k.header_type == 0) {  // type 1 headers use these bytes for the prefetch window
     Put16(c + kSubsystemVendorId, k.subsystem_vendor_id);
     Put16(c + kSubsystemId, k.subsystem_id);

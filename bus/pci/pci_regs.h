@@ -7,24 +7,24 @@
 namespace vdev::pci {
 
 enum ConfigReg : uint16_t {
-  kVendorId = 0x00,            // RO
-  kDeviceId = 0x02,            // RO
-  kCommand = 0x04,             // RW (masked)
-  kStatus = 0x06,              // RO, some bits RW1C
-  kRevisionId = 0x08,          // RO
-  kClassProg = 0x09,           // RO
-  kClassDevice = 0x0a,         // RO, subclass (low byte) and class (high byte)
-  kCacheLineSize = 0x0c,       // RW
-  kLatencyTimer = 0x0d,        // RO here
-  kHeaderType = 0x0e,          // RO, bit 7: multifunction
-  kBist = 0x0f,                // RO (no BIST)
-  kBar0 = 0x10,                // BARs 0x10..0x24 (with issue #3)
-  kSubsystemVendorId = 0x2c,   // RO
-  kSubsystemId = 0x2e,         // RO
-  kRomAddress = 0x30,          // RO (no ROM)
-  kCapabilityList = 0x34,      // RO
-  kInterruptLine = 0x3c,       // RW, for the OS only
-  kInterruptPin = 0x3d,        // RO
+  kVendorId = 0x00,           // RO
+  kDeviceId = 0x02,           // RO
+  kCommand = 0x04,            // RW (masked)
+  kStatus = 0x06,             // RO, some bits RW1C
+  kRevisionId = 0x08,         // RO
+  kClassProg = 0x09,          // RO
+  kClassDevice = 0x0a,        // RO, subclass (low byte) and class (high byte)
+  kCacheLineSize = 0x0c,      // RW
+  kLatencyTimer = 0x0d,       // RO here
+  kHeaderType = 0x0e,         // RO, bit 7: multifunction
+  kBist = 0x0f,               // RO (no BIST)
+  kBar0 = 0x10,               // BARs 0x10..0x24 (with issue #3)
+  kSubsystemVendorId = 0x2c,  // RO
+  kSubsystemId = 0x2e,        // RO
+  kRomAddress = 0x30,         // RO (no ROM)
+  kCapabilityList = 0x34,     // RO
+  kInterruptLine = 0x3c,      // RW, for the OS only
+  kInterruptPin = 0x3d,       // RO
 };
 
 inline constexpr uint16_t kCommandIo = 0x1;
@@ -33,32 +33,32 @@ inline constexpr uint16_t kCommandMaster = 0x4;
 inline constexpr uint16_t kCommandSerr = 0x100;
 inline constexpr uint16_t kCommandIntxDisable = 0x400;
 
-inline constexpr uint16_t kStatusInterrupt = 0x8;        // RO
-inline constexpr uint16_t kStatusCapList = 0x10;         // RO
-inline constexpr uint16_t kStatusW1cMask = 0xf900;       // parity, aborts, SERR: write 1 to clear
+inline constexpr uint16_t kStatusInterrupt = 0x8;   // RO
+inline constexpr uint16_t kStatusCapList = 0x10;    // RO
+inline constexpr uint16_t kStatusW1cMask = 0xf900;  // parity, aborts, SERR: write 1 to clear
 
 inline constexpr uint8_t kHeaderTypeMultiFunction = 0x80;
 inline constexpr uint8_t kHeaderTypeBridge = 0x01;
 
 // Type 1 (PCI-to-PCI bridge) header, PCI-to-PCI Bridge Architecture 1.2 §3.2.
 enum BridgeReg : uint16_t {
-  kPrimaryBus = 0x18,           // RW
-  kSecondaryBus = 0x19,         // RW: the bus number behind the bridge
-  kSubordinateBus = 0x1a,       // RW
-  kSecondaryLatency = 0x1b,     // RO here
-  kIoBase = 0x1c,               // RW upper nibble; low nibble 1 = 32-bit I/O
-  kIoLimit = 0x1d,              // as kIoBase
-  kSecondaryStatus = 0x1e,      // RW1C error bits
-  kMemoryBase = 0x20,           // RW bits 15:4
-  kMemoryLimit = 0x22,          // RW bits 15:4
-  kPrefetchBase = 0x24,         // RW bits 15:4; low nibble 1 = 64-bit
-  kPrefetchLimit = 0x26,        // as kPrefetchBase
-  kPrefetchBaseUpper = 0x28,    // RW
-  kPrefetchLimitUpper = 0x2c,   // RW
-  kIoBaseUpper = 0x30,          // RW
-  kIoLimitUpper = 0x32,         // RW
-  kBridgeRomAddress = 0x38,     // RO (no ROM)
-  kBridgeControl = 0x3e,        // RW (bits 11:0)
+  kPrimaryBus = 0x18,          // RW
+  kSecondaryBus = 0x19,        // RW: the bus number behind the bridge
+  kSubordinateBus = 0x1a,      // RW
+  kSecondaryLatency = 0x1b,    // RO here
+  kIoBase = 0x1c,              // RW upper nibble; low nibble 1 = 32-bit I/O
+  kIoLimit = 0x1d,             // as kIoBase
+  kSecondaryStatus = 0x1e,     // RW1C error bits
+  kMemoryBase = 0x20,          // RW bits 15:4
+  kMemoryLimit = 0x22,         // RW bits 15:4
+  kPrefetchBase = 0x24,        // RW bits 15:4; low nibble 1 = 64-bit
+  kPrefetchLimit = 0x26,       // as kPrefetchBase
+  kPrefetchBaseUpper = 0x28,   // RW
+  kPrefetchLimitUpper = 0x2c,  // RW
+  kIoBaseUpper = 0x30,         // RW
+  kIoLimitUpper = 0x32,        // RW
+  kBridgeRomAddress = 0x38,    // RO (no ROM)
+  kBridgeControl = 0x3e,       // RW (bits 11:0)
 };
 
 inline constexpr int kConfigSpaceSize = 256;

@@ -49,11 +49,16 @@ void DefaultSink(LogSeverity s, absl::string_view file, int line, absl::string_v
 
 absl::string_view LogSeverityName(LogSeverity s) {
   switch (s) {
-    case LogSeverity::kDebug: return "DEBUG";
-    case LogSeverity::kInfo: return "INFO";
-    case LogSeverity::kWarning: return "WARNING";
-    case LogSeverity::kError: return "ERROR";
-    case LogSeverity::kFatal: return "FATAL";
+    case LogSeverity::kDebug:
+      return "DEBUG";
+    case LogSeverity::kInfo:
+      return "INFO";
+    case LogSeverity::kWarning:
+      return "WARNING";
+    case LogSeverity::kError:
+      return "ERROR";
+    case LogSeverity::kFatal:
+      return "FATAL";
   }
   return "UNKNOWN";
 }
@@ -88,9 +93,9 @@ void LogGuestError(RateLimiter& limiter, const char* file, int line, absl::strin
   uint64_t suppressed = 0;
   if (!limiter.Allow(&suppressed)) return;
   if (suppressed > 0) {
-    LogMessage(LogSeverity::kWarning, file, line,
-               absl::StrCat("guest error: ", message, " (", suppressed,
-                            " similar messages suppressed)"));
+    LogMessage(
+        LogSeverity::kWarning, file, line,
+        absl::StrCat("guest error: ", message, " (", suppressed, " similar messages suppressed)"));
   } else {
     LogMessage(LogSeverity::kWarning, file, line, absl::StrCat("guest error: ", message));
   }

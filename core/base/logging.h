@@ -16,10 +16,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/base/attributes.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/base/counters.h"
@@ -31,8 +31,8 @@ enum class LogSeverity { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kFatal
 absl::string_view LogSeverityName(LogSeverity s);
 
 // Where log lines go. The default writes "vdev: W file.cc:12] message" to stderr.
-using LogSink = std::function<void(LogSeverity, absl::string_view file, int line,
-                                   absl::string_view message)>;
+using LogSink =
+    std::function<void(LogSeverity, absl::string_view file, int line, absl::string_view message)>;
 
 // Replaces the sink; returns the previous one. An empty sink restores the default.
 LogSink SetLogSink(LogSink sink);
@@ -42,7 +42,8 @@ LogSeverity MinLogSeverity();
 
 namespace internal {
 void LogMessage(LogSeverity s, const char* file, int line, absl::string_view message);
-[[noreturn]] void CheckFailed(const char* expr, const char* file, int line, absl::string_view extra);
+[[noreturn]] void CheckFailed(const char* expr, const char* file, int line,
+                              absl::string_view extra);
 }  // namespace internal
 
 // Token bucket: at most `burst` messages at once, refilled by one every `interval`. Counts what
@@ -71,27 +72,26 @@ void LogGuestError(RateLimiter& limiter, const char* file, int line, absl::strin
 
 }  // namespace vdev
 
-#define VDEV_LOG(severity, ...)                                                               \
-  do {                                                                                        \
-    if (::vdev::LogSeverity::severity >= ::vdev::MinLogSeverity())                            \
-      ::vdev::internal::LogMessage(::vdev::LogSeverity::severity, __FILE__, __LINE__,         \
-                                   ::absl::StrFormat(__VA_ARGS__));                           \
+#define VDEV_LOG(severity, ...)                                                       \
+  do {                                                                                \
+    if (::vdev::LogSeverity::severity >= ::vdev::MinLogSeverity())                    \
+      ::vdev::internal::LogMessage(::vdev::LogSeverity::severity, __FILE__, __LINE__, \
+                                   ::absl::StrFormat(__VA_ARGS__));                   \
   } while (0)
 
 // For broken invariants inside vdev only. Never for anything a guest, peer or user controls.
-#define VDEV_CHECK(cond)                                                                      \
-  do {                                                                                        \
-    if (ABSL_PREDICT_FALSE(!(cond)))                                                          \
-      ::vdev::internal::CheckFailed(#cond, __FILE__, __LINE__, {});                           \
+#define VDEV_CHECK(cond)                                                                           \
+  do {                                                                                             \
+    if (ABSL_PREDICT_FALSE(!(cond))) ::vdev::internal::CheckFailed(#cond, __FILE__, __LINE__, {}); \
   } while (0)
 
 // Counts a guest error on `counters` under `counter` and logs it, rate-limited per call site.
-#define VDEV_LOG_GUEST_ERROR(counters, counter, ...)                                          \
-  do {                                                                                        \
-    (counters).Increment(counter);                                                            \
-    static ::vdev::RateLimiter vdev_guest_error_limiter_;                                     \
-    ::vdev::internal::LogGuestError(vdev_guest_error_limiter_, __FILE__, __LINE__,            \
-                                    ::absl::StrFormat(__VA_ARGS__));                          \
+#define VDEV_LOG_GUEST_ERROR(counters, counter, ...)                               \
+  do {                                                                             \
+    (counters).Increment(counter);                                                 \
+    static ::vdev::RateLimiter vdev_guest_error_limiter_;                          \
+    ::vdev::internal::LogGuestError(vdev_guest_error_limiter_, __FILE__, __LINE__, \
+                                    ::absl::StrFormat(__VA_ARGS__));               \
   } while (0)
 
 #endif  // VDEV_CORE_BASE_LOGGING_H_

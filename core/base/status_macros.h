@@ -10,20 +10,20 @@
 #ifndef VDEV_CORE_BASE_STATUS_MACROS_H_
 #define VDEV_CORE_BASE_STATUS_MACROS_H_
 
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 #define VDEV_STATUS_CONCAT_INNER_(a, b) a##b
 #define VDEV_STATUS_CONCAT_(a, b) VDEV_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define VDEV_RETURN_IF_ERROR(expr)                                              \
-  do {                                                                          \
-    ::absl::Status vdev_status_tmp_ = (expr);                                   \
-    if (!vdev_status_tmp_.ok()) return vdev_status_tmp_;                        \
+#define VDEV_RETURN_IF_ERROR(expr)                       \
+  do {                                                   \
+    ::absl::Status vdev_status_tmp_ = (expr);            \
+    if (!vdev_status_tmp_.ok()) return vdev_status_tmp_; \
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns the status, otherwise moves the
@@ -31,8 +31,8 @@
 #define VDEV_ASSIGN_OR_RETURN(lhs, rexpr) \
   VDEV_ASSIGN_OR_RETURN_IMPL_(VDEV_STATUS_CONCAT_(vdev_statusor_, __LINE__), lhs, rexpr)
 
-#define VDEV_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                                \
+#define VDEV_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)  \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

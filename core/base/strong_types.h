@@ -44,9 +44,9 @@ struct GuestAddrTag {};
 struct MmioOffsetTag {};
 struct IoPortTag {};
 
-using GuestAddr = StrongInt<GuestAddrTag, uint64_t>;   // guest physical address
-using MmioOffset = StrongInt<MmioOffsetTag, uint64_t>; // offset inside a memory region
-using IoPort = StrongInt<IoPortTag, uint16_t>;         // x86 port I/O address
+using GuestAddr = StrongInt<GuestAddrTag, uint64_t>;    // guest physical address
+using MmioOffset = StrongInt<MmioOffsetTag, uint64_t>;  // offset inside a memory region
+using IoPort = StrongInt<IoPortTag, uint16_t>;          // x86 port I/O address
 
 }  // namespace vdev
 

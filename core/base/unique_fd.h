@@ -9,11 +9,11 @@
 #ifndef VDEV_CORE_BASE_UNIQUE_FD_H_
 #define VDEV_CORE_BASE_UNIQUE_FD_H_
 
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace vdev {
 

@@ -12,8 +12,8 @@ void PcMachine::ClassInit(MachineClass& k) {
 absl::Status PcMachine::Init() {
   VDEV_RETURN_IF_ERROR(Machine::Init());
   // QEMU's paths: /machine/i440fx for the host, the 00.0 function in /machine/unattached.
-  VDEV_ASSIGN_OR_RETURN(DeviceState * host,
-                        AddBoardDevice(qom::MakeChecked<pci::I440FXPciHost>(), &sysbus(), "i440fx"));
+  VDEV_ASSIGN_OR_RETURN(DeviceState * host, AddBoardDevice(qom::MakeChecked<pci::I440FXPciHost>(),
+                                                           &sysbus(), "i440fx"));
   host_ = static_cast<pci::I440FXPciHost*>(host);
   auto fn = qom::MakeChecked<pci::I440FXFunction>();
   VDEV_RETURN_IF_ERROR(fn->SetProperty("addr", "0"));

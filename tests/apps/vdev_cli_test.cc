@@ -84,7 +84,7 @@ TEST(VdevCliTest, DeviceTypeHelpListsProperties) {
 
 TEST(VdevCliTest, PluginDeviceIsCreatedFromDeviceString) {
   RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
-                 " -device example-pci,id=ex0,serial=SN1,rev=3,addr=5 --print qtree");
+                        " -device example-pci,id=ex0,serial=SN1,rev=3,addr=5 --print qtree");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("dev: example-pci, id \"ex0\""));
   EXPECT_THAT(r.out, HasSubstr("serial = \"SN1\""));
@@ -107,12 +107,13 @@ TEST(VdevCliTest, UnknownPropertyIsOneLineError) {
 TEST(VdevCliTest, BadValueIsOneLineError) {
   RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device example-pci,rev=x");
   EXPECT_EQ(r.status, 1);
-  EXPECT_EQ(r.err, "vdev: -device example-pci,rev=x: Parameter 'rev' expects an integer, got 'x'\n");
+  EXPECT_EQ(r.err,
+            "vdev: -device example-pci,rev=x: Parameter 'rev' expects an integer, got 'x'\n");
 }
 
 TEST(VdevCliTest, DuplicateIdIsOneLineError) {
   RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN
-                 " -device example-pci,id=nic0 -device example-pci,id=nic0");
+                        " -device example-pci,id=nic0 -device example-pci,id=nic0");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "vdev: -device example-pci,id=nic0: Duplicate ID 'nic0' for device\n");
 }

@@ -1,14 +1,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "core/base/checked_math.h"
 #include "core/base/counters.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
 #include "core/base/strong_types.h"
 #include "core/base/unique_fd.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "tests/testing/log_capture.h"
 #include "tests/testing/test_types.h"
 

@@ -1,8 +1,9 @@
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "core/help.h"
+
 #include "core/introspect.h"
 #include "core/machine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "tests/testing/test_types.h"
 
 namespace vdev {
@@ -75,8 +76,9 @@ class IntrospectTest : public ::testing::Test {
 
 TEST_F(IntrospectTest, QtreeShowsBusesDevicesAndProperties) {
   std::string q = FormatQtree(*m_);
-  EXPECT_THAT(q, HasSubstr("bus: main-system-bus\n  type System\n  dev: test-bus-host, id \"\"\n"
-                           "    bus: tbus.0\n      type test-bus\n      dev: test-device, id \"t0\"\n"));
+  EXPECT_THAT(
+      q, HasSubstr("bus: main-system-bus\n  type System\n  dev: test-bus-host, id \"\"\n"
+                   "    bus: tbus.0\n      type test-bus\n      dev: test-device, id \"t0\"\n"));
   EXPECT_THAT(q, HasSubstr("        label = \"x\"\n"));
   EXPECT_THAT(q, HasSubstr("        u32 = 7\n"));
   EXPECT_THAT(q, HasSubstr("        backend = \"/objects/be0\"\n"));

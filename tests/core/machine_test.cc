@@ -1,15 +1,16 @@
+#include "core/machine.h"
+
+#include "core/introspect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/introspect.h"
-#include "core/machine.h"
 #include "tests/testing/test_types.h"
 
 namespace vdev {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using testing::Events;
+using ::testing::HasSubstr;
 using testing::TestDevice;
 
 class MachineTest : public ::testing::Test {
@@ -27,9 +28,10 @@ class MachineTest : public ::testing::Test {
 
 TEST_F(MachineTest, TreeHasCanonicalContainers) {
   qom::Object& root = machine_->root();
-  for (const char* p : {"/machine", "/machine/peripheral", "/machine/peripheral-anon",
-                        "/machine/unattached", "/objects", "/netdevs", "/chardevs",
-                        "/machine/tbus-host/tbus.0", "/machine/unattached/sysbus/main-system-bus"}) {
+  for (const char* p :
+       {"/machine", "/machine/peripheral", "/machine/peripheral-anon", "/machine/unattached",
+        "/objects", "/netdevs", "/chardevs", "/machine/tbus-host/tbus.0",
+        "/machine/unattached/sysbus/main-system-bus"}) {
     EXPECT_TRUE(root.Resolve(p).ok()) << p;
   }
   EXPECT_EQ(machine_->CanonicalPath(), "/machine");
@@ -94,7 +96,8 @@ TEST_F(MachineTest, MalformedId) {
 }
 
 TEST_F(MachineTest, UnknownBus) {
-  EXPECT_EQ(machine_->DeviceAdd("test-device,bus=pci.9").status().message(), "Bus 'pci.9' not found");
+  EXPECT_EQ(machine_->DeviceAdd("test-device,bus=pci.9").status().message(),
+            "Bus 'pci.9' not found");
 }
 
 TEST_F(MachineTest, WrongBusType) {
@@ -200,7 +203,8 @@ TEST_F(MachineTest, DeviceDelByPath) {
 
 TEST_F(MachineTest, DeviceDelErrors) {
   EXPECT_EQ(machine_->DeviceDel("nope").message(), "Device 'nope' not found");
-  EXPECT_EQ(machine_->DeviceDel("/machine/tbus-host").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(machine_->DeviceDel("/machine/tbus-host").code(),
+            absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(machine_->DeviceAdd("test-device,id=t").ok());
   host_->refuse_unplug = true;
   EXPECT_EQ(machine_->DeviceDel("t").message(), "test-bus-host refuses the unplug");

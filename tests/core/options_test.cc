@@ -1,6 +1,7 @@
+#include "core/options.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/options.h"
 
 namespace vdev {
 namespace {

@@ -8,12 +8,26 @@ namespace {
 
 constexpr const char* kBuiltinTypes[] = {
     // qom
-    "object", "interface", "container",
+    "object",
+    "interface",
+    "container",
     // core
-    "device", "bus", "hotplug-handler", "user-creatable", "netdev", "chardev", "System",
-    "sys-bus-device", "machine", "none",
+    "device",
+    "bus",
+    "hotplug-handler",
+    "user-creatable",
+    "netdev",
+    "chardev",
+    "System",
+    "sys-bus-device",
+    "machine",
+    "none",
     // bus/pci
-    "PCI", "pci-device", "i440FX-pcihost", "i440FX", "pci-bridge",
+    "PCI",
+    "pci-device",
+    "i440FX-pcihost",
+    "i440FX",
+    "pci-bridge",
     // hw/machine
     "pc",
 };

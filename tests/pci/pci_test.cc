@@ -1,9 +1,9 @@
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "bus/pci/pci_bridge.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_device.h"
 #include "core/introspect.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "hw/machine/pc.h"
 #include "tests/testing/log_capture.h"
 
@@ -188,7 +188,9 @@ TEST_F(PciTest, BridgeProvidesSecondaryBusNamedAfterItsId) {
   EXPECT_EQ(bridge->ConfigRead(kHeaderType, 1), kHeaderTypeBridge);
   std::string q = FormatQtree(*m_);
   EXPECT_THAT(q, HasSubstr("dev: pci-bridge, id \"br0\""));
-  EXPECT_THAT(q, HasSubstr("bus: br0\n          type PCI\n          dev: test-pci-function, id \"behind\""));
+  EXPECT_THAT(
+      q,
+      HasSubstr("bus: br0\n          type PCI\n          dev: test-pci-function, id \"behind\""));
 }
 
 TEST_F(PciTest, BridgeBusNumbersAndWindowsAreGuestProgrammable) {

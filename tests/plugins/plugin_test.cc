@@ -1,11 +1,12 @@
+#include "core/plugin.h"
+
 #include <fstream>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "bus/pci/pci_device.h"
 #include "core/help.h"
 #include "core/machine.h"
-#include "core/plugin.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "qom/object.h"
 
 namespace vdev {

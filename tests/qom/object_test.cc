@@ -1,7 +1,8 @@
+#include "qom/object.h"
+
+#include "core/introspect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/introspect.h"
-#include "qom/object.h"
 #include "tests/testing/test_types.h"
 
 namespace vdev::qom {

@@ -1,7 +1,8 @@
+#include "qom/property.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "qom/object.h"
-#include "qom/property.h"
 #include "tests/testing/test_types.h"
 
 namespace vdev::qom {
@@ -74,7 +75,8 @@ TEST_F(PropertyTest, SignedIntegersTakeNegativeValuesWithinRange) {
   ASSERT_TRUE(Set("i64", "-9223372036854775808").ok());
   EXPECT_EQ(dev_->i64, INT64_MIN);
   EXPECT_EQ(Get("i64"), "-9223372036854775808");
-  EXPECT_EQ(Set("i8", "128").message(), "Parameter 'i8' expects an integer in [-128, 127], got '128'");
+  EXPECT_EQ(Set("i8", "128").message(),
+            "Parameter 'i8' expects an integer in [-128, 127], got '128'");
   EXPECT_FALSE(Set("i32", "--1").ok());
 }
 
@@ -99,9 +101,9 @@ TEST_F(PropertyTest, MacAddressParsesAndPrintsLowercase) {
   EXPECT_EQ(dev_->mac.bytes[3], 0xab);
   for (const char* bad : {"52:54", "52:54:00:ab:cd:ef:01", "52-54-00-ab-cd-ef", "5z:54:00:ab:cd:ef",
                           "52:54:00:ab:cd:e"}) {
-    EXPECT_EQ(Set("mac", bad).message(),
-              absl::StrCat("Parameter 'mac' expects a MAC address (aa:bb:cc:dd:ee:ff), got '", bad,
-                           "'"));
+    EXPECT_EQ(
+        Set("mac", bad).message(),
+        absl::StrCat("Parameter 'mac' expects a MAC address (aa:bb:cc:dd:ee:ff), got '", bad, "'"));
   }
 }
 

@@ -1,7 +1,8 @@
+#include "qom/type.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "qom/object.h"
-#include "qom/type.h"
 #include "tests/testing/test_types.h"
 
 namespace vdev::qom {
@@ -142,7 +143,8 @@ TEST(TypeRegistryTest, InterfacesMustBeInterfaceTypes) {
   const TypeImpl* impl = *r.Lookup("impl");
   EXPECT_TRUE(impl->IsA(*r.Lookup("iface")));
   EXPECT_THAT(r.Lookup("bad-impl").status().message(), HasSubstr("is not an interface type"));
-  EXPECT_THAT(r.Lookup("missing-impl").status().message(), HasSubstr("interface 'no-iface' not found"));
+  EXPECT_THAT(r.Lookup("missing-impl").status().message(),
+              HasSubstr("interface 'no-iface' not found"));
 }
 
 TEST(TypeRegistryTest, TypesOfListsSubtypesAndImplementers) {
@@ -220,9 +222,8 @@ TEST(DynamicCastTest, HonoursInterfaces) {
   ASSERT_TRUE(host.ok());
   HotplugHandler* h = DynamicCast<HotplugHandler>(host->get());
   EXPECT_NE(h, nullptr);
-  EXPECT_EQ(static_cast<void*>(h),
-            static_cast<void*>(static_cast<HotplugHandler*>(
-                static_cast<testing::TestBusHost*>(host->get()))));
+  EXPECT_EQ(static_cast<void*>(h), static_cast<void*>(static_cast<HotplugHandler*>(
+                                       static_cast<testing::TestBusHost*>(host->get()))));
   auto dev = TypeRegistry::Global().Create("test-device");
   EXPECT_EQ(DynamicCast<HotplugHandler>(dev->get()), nullptr);
 }

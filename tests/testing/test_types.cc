@@ -29,7 +29,9 @@ absl::Status TestBusHost::PrePlug(BusState&, DeviceState& dev) {
   Events().push_back(absl::StrCat("preplug:", Tag(dev)));
   return absl::OkStatus();
 }
-void TestBusHost::Plug(BusState&, DeviceState& dev) { Events().push_back(absl::StrCat("plug:", Tag(dev))); }
+void TestBusHost::Plug(BusState&, DeviceState& dev) {
+  Events().push_back(absl::StrCat("plug:", Tag(dev)));
+}
 absl::Status TestBusHost::UnplugRequest(BusState&, DeviceState& dev) {
   if (refuse_unplug) return absl::FailedPreconditionError("test-bus-host refuses the unplug");
   return absl::OkStatus();
