@@ -77,12 +77,13 @@ std::string DeviceState::DisplayName() const {
   return path.empty() ? type_name() : absl::StrCat(type_name(), " '", path, "'");
 }
 
-void DeviceState::AdoptChildBus(std::string name, std::unique_ptr<BusState> bus) {
+absl::Status DeviceState::AdoptChildBus(std::string name, std::unique_ptr<BusState> bus) {
   BusState* raw = bus.get();
   auto added = AddChild(std::move(name), std::move(bus));
-  VDEV_CHECK(added.ok());
+  if (!added.ok()) return added.status();
   raw->parent_device_ = this;
   child_buses_.push_back(raw);
+  return absl::OkStatus();
 }
 
 void DeviceState::DestroyChildBus(BusState* bus) {

@@ -105,12 +105,22 @@ class DeviceState : public qom::Object {
   virtual void Reset() {}
 
   // Creates a bus of type B owned by this device, as the child named `name` (which is also the
-  // bus name, e.g. "pci.0"). For constructors; a failure is a programmer error.
+  // bus name, e.g. "pci.0"). For constructors, with fixed names; a failure is a programmer error.
   template <typename B>
   B* CreateChildBus(std::string name) {
+    auto bus = TryCreateChildBus<B>(std::move(name));
+    VDEV_CHECK(bus.ok());
+    return *bus;
+  }
+  // The same for names chosen at run time (e.g. from the user's id, in Realize): AlreadyExists
+  // when the name is taken by a child or property of this device. Machine-wide uniqueness of bus
+  // names is the caller's to check (Machine::FindBus).
+  template <typename B>
+  absl::StatusOr<B*> TryCreateChildBus(std::string name) {
     std::unique_ptr<B> bus = qom::MakeChecked<B>();
     B* raw = bus.get();
-    AdoptChildBus(std::move(name), std::move(bus));
+    absl::Status s = AdoptChildBus(std::move(name), std::move(bus));
+    if (!s.ok()) return s;
     return raw;
   }
   // Destroys a bus made by CreateChildBus (e.g. in Unrealize for a bus made in Realize). Devices
@@ -119,7 +129,7 @@ class DeviceState : public qom::Object {
 
  private:
   friend class BusState;
-  void AdoptChildBus(std::string name, std::unique_ptr<BusState> bus);
+  absl::Status AdoptChildBus(std::string name, std::unique_ptr<BusState> bus);
 
   std::string id_;
   bool realized_ = false;

@@ -276,14 +276,45 @@ void Machine::RemoveFromTree(DeviceState& dev) {
   if (parent != nullptr) parent->DeleteChild(dev.name());
 }
 
+void Machine::CollectUserDevicesBehind(DeviceState& dev, std::vector<DeviceState*>* out) {
+  for (BusState* bus : dev.child_buses()) {
+    for (DeviceState* c : bus->devices()) {
+      if (c->parent() == peripheral_ || c->parent() == peripheral_anon_) {
+        CollectUserDevicesBehind(*c, out);
+        out->push_back(c);  // deepest first
+      }
+    }
+  }
+}
+
+// Finds an object of the subtree of `root` that some object outside it links to.
+static const qom::Object* LinkedFromOutside(qom::Object& root, std::string* user) {
+  const std::string prefix = root.CanonicalPath() + "/";
+  std::vector<qom::Object*> stack = {&root};
+  while (!stack.empty()) {
+    qom::Object* o = stack.back();
+    stack.pop_back();
+    for (const std::string& u : o->IncomingLinkNames()) {
+      if (u.rfind(prefix, 0) != 0) {
+        *user = u;
+        return o;
+      }
+    }
+    for (qom::Object* c : o->children()) stack.push_back(c);
+  }
+  return nullptr;
+}
+
 absl::Status Machine::DeviceDel(absl::string_view id_or_path) {
   DeviceState* dev = FindDevice(id_or_path);
   if (dev == nullptr && !id_or_path.empty()) {
     auto o = root_->Resolve(id_or_path);
+    if (!o.ok() && o.status().code() == absl::StatusCode::kInvalidArgument) return o.status();
     if (o.ok()) dev = qom::DynamicCast<DeviceState>(*o);
   }
-  if (dev == nullptr)
+  if (dev == nullptr) {
     return absl::NotFoundError(absl::StrCat("Device '", id_or_path, "' not found"));
+  }
   if (dev->parent() != peripheral_ && dev->parent() != peripheral_anon_) {
     return absl::FailedPreconditionError(
         absl::StrCat(dev->DisplayName(), " is part of the board and cannot be removed"));
@@ -299,30 +330,28 @@ absl::Status Machine::DeviceDel(absl::string_view id_or_path) {
           absl::StrCat("Bus '", bus->bus_name(), "' does not support hotplugging"));
     }
   }
-  if (dev->HasIncomingLinks()) {
-    std::vector<std::string> users = dev->IncomingLinkNames();
-    return absl::FailedPreconditionError(
-        absl::StrCat(dev->DisplayName(), " is in use by ", users.front()));
+  // Everything that goes with the device is checked before anything changes, so a refused
+  // device_del changes nothing: the device, the user devices behind its buses, their subtrees.
+  std::vector<DeviceState*> behind;
+  CollectUserDevicesBehind(*dev, &behind);
+  behind.push_back(dev);
+  for (DeviceState* d : behind) {
+    std::string user;
+    if (const qom::Object* used = LinkedFromOutside(*d, &user)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          d == dev ? dev->DisplayName() : absl::StrCat(dev->DisplayName(), ": ", d->DisplayName()),
+          used == d ? "" : absl::StrCat(" ('", used->CanonicalPath(), "')"), " is in use by ",
+          user));
+    }
   }
   if (bus != nullptr && bus->hotplug_handler() != nullptr) {
     VDEV_RETURN_IF_ERROR(bus->hotplug_handler()->UnplugRequest(*bus, *dev));
   }
-  // User devices plugged on this device's buses go first, deepest first.
-  for (BusState* child_bus : dev->child_buses()) {
-    std::vector<DeviceState*> on_bus = child_bus->devices();
-    for (auto it = on_bus.rbegin(); it != on_bus.rend(); ++it) {
-      DeviceState* c = *it;
-      if (c->parent() == peripheral_ || c->parent() == peripheral_anon_) {
-        bool saved = done_;
-        done_ = false;  // the parent's unplug carries its children; no per-child hotplug checks
-        absl::Status s = DeviceDel(c->CanonicalPath());
-        done_ = saved;
-        VDEV_RETURN_IF_ERROR(s);
-      }
-    }
+  // The parent's unplug carries the devices behind it (deepest first).
+  for (DeviceState* d : behind) {
+    UnplugAndUnrealize(*d);
+    RemoveFromTree(*d);
   }
-  UnplugAndUnrealize(*dev);
-  RemoveFromTree(*dev);
   return absl::OkStatus();
 }
 

@@ -106,6 +106,8 @@ class Machine : public qom::Object {
   absl::Status PlugAndRealize(DeviceState& dev, BusState* bus);
   void UnplugAndUnrealize(DeviceState& dev);
   void RemoveFromTree(DeviceState& dev);
+  // User devices plugged behind `dev`'s buses, recursively, deepest first.
+  void CollectUserDevicesBehind(DeviceState& dev, std::vector<DeviceState*>* out);
 
   // Every bus in the qtree, breadth first from the system bus.
   std::vector<BusState*> AllBuses();

@@ -27,6 +27,11 @@ std::string Resolve(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<LoadedPlugin> LoadPlugin(const std::string& path, qom::TypeRegistry& registry) {
+  if (&registry != &qom::TypeRegistry::Global()) {
+    // A plugin's VDEV_REGISTER_TYPE lines always register into the global registry.
+    return absl::InvalidArgumentError(
+        absl::StrCat("plugin '", path, "': plugins load into the global type registry only"));
+  }
   absl::MutexLock lock(&PluginsMutex());
   const std::string real = Resolve(path);
   for (const LoadedPlugin& p : Plugins()) {

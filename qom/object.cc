@@ -18,18 +18,9 @@ Object::~Object() {
     }
     parent_ = nullptr;
   }
-  // Children first (in reverse order of addition), so that a subtree dies bottom-up.
-  while (!children_.empty()) {
-    Child c = std::move(children_.back());
-    children_.pop_back();
-    child_index_.erase(c.name);
-    if (c.ptr != nullptr) {
-      c.ptr->parent_ = nullptr;
-      c.ptr->name_.clear();
-    }
-    c.owned.reset();
-  }
-  // Links this object holds: forget them at their targets.
+  // Links first, while the whole subtree is intact: a link from this object into one of its
+  // own descendants must not be cleared on a half-destroyed object. First the links this object
+  // holds: forget them at their targets.
   for (const LinkRef& out : outgoing_) {
     auto& in = out.other->incoming_;
     in.erase(
@@ -45,6 +36,19 @@ Object::~Object() {
         std::remove_if(out.begin(), out.end(),
                        [&](const LinkRef& r) { return r.other == this && r.prop == in.prop; }),
         out.end());
+  }
+  outgoing_.clear();
+  incoming_.clear();
+  // Then the children (in reverse order of addition), so that a subtree dies bottom-up.
+  while (!children_.empty()) {
+    Child c = std::move(children_.back());
+    children_.pop_back();
+    child_index_.erase(c.name);
+    if (c.ptr != nullptr) {
+      c.ptr->parent_ = nullptr;
+      c.ptr->name_.clear();
+    }
+    c.owned.reset();
   }
 }
 
@@ -225,6 +229,7 @@ bool Object::RemoveInstanceProperty(absl::string_view name) {
       // Drop any link the property holds before the descriptor goes away.
       for (const LinkRef& out : outgoing_) {
         if (out.prop == p) {
+          if (p->clear_link) p->clear_link(*this);
           TrackLink(p, nullptr);
           break;
         }
@@ -302,6 +307,11 @@ namespace internal {
 absl::StatusOr<Object*> ResolveLinkTarget(Object& o, absl::string_view name,
                                           absl::string_view target_type, absl::string_view value) {
   auto target = o.Resolve(value);
+  if (!target.ok() && target.status().code() == absl::StatusCode::kInvalidArgument) {
+    return absl::InvalidArgumentError(absl::StrCat("Property '", o.type_name(), ".", name,
+                                                   "' can't take value '", value,
+                                                   "': ", target.status().message()));
+  }
   if (!target.ok()) {
     return absl::NotFoundError(
         absl::StrCat("Property '", o.type_name(), ".", name, "' can't find value '", value, "'"));

@@ -106,6 +106,7 @@ std::string PrintPciDevFn(PciDevFn d) {
 
 bool ParseSize(absl::string_view s, uint64_t* out) {
   if (s.empty()) return false;
+  const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
   int shift = 0;
   switch (s.back()) {
     case 'k':
@@ -126,7 +127,7 @@ bool ParseSize(absl::string_view s, uint64_t* out) {
       break;
     case 'B':
     case 'b':
-      shift = 0;
+      shift = hex ? -1 : 0;  // in "0x1b" the b is a digit
       break;
     default:
       shift = -1;

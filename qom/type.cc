@@ -1,6 +1,7 @@
 #include "qom/type.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -120,7 +121,7 @@ TypeRegistry::~TypeRegistry() = default;
 
 absl::Status TypeRegistry::Register(TypeInfo info) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  if (batching_) {
+  if (batching_ && std::this_thread::get_id() == batch_thread_) {
     // Validated in CommitBatch(), so that every problem fails the whole batch.
     pending_.push_back(std::move(info));
     return absl::OkStatus();
@@ -169,8 +170,9 @@ absl::Status TypeRegistry::InitializeLocked(TypeImpl* t, int depth_guard) {
     return t->init_error_.empty() ? absl::OkStatus()
                                   : absl::FailedPreconditionError(t->init_error_);
   }
-  auto fail = [t](std::string msg) {
+  auto fail = [this, t](std::string msg) {
     t->initialized_ = true;
+    if (init_log_ != nullptr) init_log_->push_back(t->name());
     t->init_error_ = std::move(msg);
     t->class_.reset();
     return absl::FailedPreconditionError(t->init_error_);
@@ -221,12 +223,19 @@ absl::Status TypeRegistry::InitializeLocked(TypeImpl* t, int depth_guard) {
       return fail(absl::StrCat("type '", t->name(), "': interface '", iname, "' not found"));
     }
     TypeImpl* i = it->second.get();
+    if (i == t || i->initializing_) {
+      return fail(absl::StrCat("type '", t->name(), "': interface '", iname, "' is cyclic"));
+    }
+    t->initializing_ = true;
     absl::Status s = InitializeLocked(i, depth_guard + 1);
+    t->initializing_ = false;
     if (!s.ok()) return fail(absl::StrCat("type '", t->name(), "': ", s.message()));
     if (!i->is_interface_) {
       return fail(absl::StrCat("type '", t->name(), "': '", iname, "' is not an interface type"));
     }
     for (const TypeImpl* a : i->ancestors_) {
+      // The root "interface" is what interface types are, not something classes implement.
+      if (a->ancestors_.size() == 1) continue;
       if (std::find(t->interfaces_.begin(), t->interfaces_.end(), a) == t->interfaces_.end()) {
         t->interfaces_.push_back(a);
       }
@@ -249,6 +258,7 @@ absl::Status TypeRegistry::InitializeLocked(TypeImpl* t, int depth_guard) {
     }
   }
   t->initialized_ = true;
+  if (init_log_ != nullptr) init_log_->push_back(t->name());
   return absl::OkStatus();
 }
 
@@ -337,6 +347,7 @@ absl::StatusOr<std::unique_ptr<Object>> TypeRegistry::Create(absl::string_view n
 void TypeRegistry::BeginBatch() {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   batching_ = true;
+  batch_thread_ = std::this_thread::get_id();
   pending_.clear();
 }
 
@@ -353,6 +364,8 @@ absl::Status TypeRegistry::CommitBatch() {
   std::vector<TypeInfo> batch = std::move(pending_);
   pending_.clear();
   std::vector<std::string> names;
+  std::vector<std::string> initialized;  // every type initialised while committing
+  init_log_ = &initialized;
   absl::Status status;
   for (TypeInfo& info : batch) {
     std::string name = info.name;
@@ -369,10 +382,24 @@ absl::Status TypeRegistry::CommitBatch() {
       }
     }
   }
+  init_log_ = nullptr;
   if (!status.ok()) {
     for (const std::string& n : names) {
       auto it = types_.find(n);
       if (it != types_.end() && it->second->generation_ == gen) types_.erase(it);
+    }
+    // Older types initialised against the batch's types (e.g. a built-in whose parent the plugin
+    // supplied) must not keep pointers to them: they go back to uninitialised.
+    for (const std::string& n : initialized) {
+      auto it = types_.find(n);
+      if (it == types_.end()) continue;
+      TypeImpl* t = it->second.get();
+      t->initialized_ = false;
+      t->init_error_.clear();
+      t->class_.reset();
+      t->parent_ = nullptr;
+      t->ancestors_.clear();
+      t->interfaces_.clear();
     }
     ++generation_;
     return status;

@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -177,9 +178,9 @@ class TypeRegistry {
   // NotFound for unknown names; FailedPrecondition for abstract or broken types.
   absl::StatusOr<std::unique_ptr<Object>> Create(absl::string_view name);
 
-  // Batching for plugins: between BeginBatch() and CommitBatch()/AbortBatch() registrations are
-  // queued. CommitBatch registers and initialises them all or none (a failure rolls back the whole
-  // batch and returns the error).
+  // Batching for plugins: between BeginBatch() and CommitBatch()/AbortBatch() registrations made
+  // on the calling thread are queued (other threads register directly). CommitBatch registers and
+  // initialises them all or none (a failure rolls back the whole batch and returns the error).
   void BeginBatch();
   absl::Status CommitBatch();
   void AbortBatch();
@@ -198,6 +199,8 @@ class TypeRegistry {
   absl::flat_hash_map<std::string, std::unique_ptr<TypeImpl>> types_;
   std::vector<absl::Status> static_errors_;
   bool batching_ = false;
+  std::thread::id batch_thread_;  // registrations from other threads bypass the batch
+  std::vector<std::string>* init_log_ = nullptr;  // set while committing a batch
   std::vector<TypeInfo> pending_;
   std::vector<std::string> last_batch_;
   uint64_t generation_ = 1;

@@ -2,14 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/machine.h"
 
 namespace vdev::pci {
-namespace {
-
-uint64_t next_anonymous_bridge_bus = 1;
-
-}  // namespace
-
 void PCIBridge::ClassInit(PCIDeviceClass& k) {
   k.description = "Standard PCI Bridge";
   k.category = DeviceCategory::kBridge;
@@ -24,10 +19,24 @@ void PCIBridge::ClassInit(PCIDeviceClass& k) {
 absl::Status PCIBridge::Realize() {
   VDEV_RETURN_IF_ERROR(PCIDevice::Realize());
   InitBridgeRegisters();
-  // QEMU names the secondary bus after the bridge's id, so "bus=br0" finds it.
-  std::string name =
-      id().empty() ? absl::StrCat("pci-bridge-bus.", next_anonymous_bridge_bus++) : id();
-  secondary_ = CreateChildBus<PCIBus>(std::move(name));
+  // QEMU names the secondary bus after the bridge's id, so "bus=br0" finds it. Bus names are
+  // machine-wide: an id that names an existing bus is refused, and an anonymous bridge takes the
+  // first free "pci-bridge-bus.N".
+  Machine* machine = Root() ? qom::DynamicCast<Machine>(Root()->FindChild("machine")) : nullptr;
+  auto taken = [&](const std::string& n) { return machine && machine->FindBus(n) != nullptr; };
+  std::string name = id();
+  if (name.empty()) {
+    for (int n = 1; name.empty() || taken(name); ++n) name = absl::StrCat("pci-bridge-bus.", n);
+  } else if (taken(name)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(DisplayName(), ": a bus named '", name, "' already exists"));
+  }
+  auto bus = TryCreateChildBus<PCIBus>(name);
+  if (!bus.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        DisplayName(), ": its id cannot name its secondary bus: ", bus.status().message()));
+  }
+  secondary_ = *bus;
   return absl::OkStatus();
 }
 

@@ -55,11 +55,12 @@ void PCIDevice::InitConfigHeader() {
 }
 
 void PCIDevice::Reset() {
-  // Command, status and the OS-owned bytes go back to their power-on values.
-  Put16(config_.data() + kCommand, 0);
-  Put16(config_.data() + kStatus, 0);
-  config_[kCacheLineSize] = 0;
-  config_[kInterruptLine] = 0;
+  // Command, status and the OS-owned bytes go back to their power-on values: only the bits the
+  // guest can write or clear are touched (read-only bits such as Capabilities List stay).
+  for (int r : {int{kCommand}, int{kCommand} + 1, int{kStatus}, int{kStatus} + 1,
+                int{kCacheLineSize}, int{kInterruptLine}}) {
+    config_[r] = static_cast<uint8_t>(config_[r] & ~(wmask_[r] | w1cmask_[r]));
+  }
   DeviceState::Reset();
 }
 

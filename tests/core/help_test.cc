@@ -109,6 +109,9 @@ TEST(TypesListTest, ShowsParentsAbstractAndInterfaces) {
   EXPECT_THAT(t, HasSubstr("device: object [abstract]\n"));
   EXPECT_THAT(t, HasSubstr("test-bus-host: sys-bus-device [interfaces: hotplug-handler]\n"));
   EXPECT_THAT(t, HasSubstr("hotplug-handler: interface [interface]\n"));
+  // Types that implement interfaces are not listed as interfaces.
+  EXPECT_THAT(t, Not(HasSubstr("test-bus-host: sys-bus-device [interface]")));
+  EXPECT_THAT(t, Not(HasSubstr("netdev: object [interface]")));
 }
 
 }  // namespace

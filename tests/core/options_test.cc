@@ -75,7 +75,7 @@ TEST(QemuOptsTest, Errors) {
   EXPECT_EQ(QemuOpts::Parse("edu,id=x,,y=z", "driver")->Get("id"), "x,y=z");
 }
 
-TEST(QemuOptsTest, WithoutImpliedKeyFirstElementNeedsKey) {
+TEST(QemuOptsTest, WithoutImpliedKeyFirstBareElementIsAFlag) {
   auto o = QemuOpts::Parse("edu", "");
   ASSERT_TRUE(o.ok());  // a bare key
   EXPECT_EQ(o->Get("edu"), "on");

@@ -49,6 +49,13 @@ TEST(PluginTest, ExamplePluginRegistersItsTypeAndCreatesDevices) {
   EXPECT_EQ(LoadedPlugins().size(), 1u);
 }
 
+TEST(PluginTest, OnlyTheGlobalRegistryTakesPlugins) {
+  qom::TypeRegistry private_registry;
+  auto r = LoadPlugin(VDEV_EXAMPLE_PLUGIN, private_registry);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("global type registry only"));
+}
+
 TEST(PluginTest, MissingFile) {
   auto r = LoadPlugin("/nonexistent/libnope.so");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);

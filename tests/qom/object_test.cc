@@ -154,6 +154,36 @@ TEST_F(TreeTest, SubtreeIsDestroyedWithItsParent) {
   EXPECT_EQ(DynamicCast<testing::TestDevice>(dev)->backend, nullptr);
 }
 
+TEST_F(TreeTest, ObjectLinkingToItsOwnDescendantIsDestroyedCleanly) {
+  auto* dev = DynamicCast<testing::TestDevice>(*periph_->AddChild("d", New("test-device")));
+  ASSERT_TRUE(dev->AddChild("own", New("test-object")).ok());
+  ASSERT_TRUE(dev->SetProperty("backend", "/machine/peripheral/d/own").ok());
+  // Before the fix the child's destructor cleared the link on the half-destroyed parent
+  // (a CHECK failure in debug builds, a write into a destroyed object otherwise).
+  EXPECT_TRUE(periph_->DeleteChild("d"));
+}
+
+TEST_F(TreeTest, RemovingALinkInstancePropertyClearsTheField) {
+  Object* be = *objects_->AddChild("be0", New("test-object"));
+  auto* dev = DynamicCast<testing::TestDevice>(*periph_->AddChild("d", New("test-device")));
+  ASSERT_TRUE(
+      dev->AddInstanceProperty(LinkProp("extra", &testing::TestDevice::backend, "dyn")).ok());
+  ASSERT_TRUE(dev->SetProperty("extra", "be0").ok());
+  EXPECT_EQ(dev->backend, be);
+  EXPECT_TRUE(dev->RemoveInstanceProperty("extra"));
+  EXPECT_EQ(dev->backend, nullptr);
+  EXPECT_FALSE(be->HasIncomingLinks());
+}
+
+TEST_F(TreeTest, AmbiguousLinkValueSaysSo) {
+  ASSERT_TRUE(periph_->AddChild("be", New("test-object")).ok());
+  ASSERT_TRUE(objects_->AddChild("be", New("test-object")).ok());
+  Object* dev = *periph_->AddChild("d", New("test-device"));
+  absl::Status s = dev->SetProperty("backend", "be");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("path 'be' is ambiguous"));
+}
+
 TEST(ObjectTest, BorrowedChildLeavesTreeWhenDestroyed) {
   auto root = NewRoot();
   {

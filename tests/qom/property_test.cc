@@ -134,6 +134,10 @@ TEST_F(PropertyTest, SizeTakesSuffixes) {
   EXPECT_EQ(dev_->size.bytes, 4096u);
   ASSERT_TRUE(Set("size", "0x1000").ok());
   EXPECT_EQ(dev_->size.bytes, 4096u);
+  ASSERT_TRUE(Set("size", "0x1b").ok());  // a hex digit, not a "bytes" suffix
+  EXPECT_EQ(dev_->size.bytes, 27u);
+  ASSERT_TRUE(Set("size", "512b").ok());
+  EXPECT_EQ(dev_->size.bytes, 512u);
   EXPECT_FALSE(Set("size", "17179869184T").ok());  // overflows 64 bits
   EXPECT_FALSE(Set("size", "M").ok());
 }

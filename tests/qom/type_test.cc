@@ -199,6 +199,42 @@ TEST(TypeRegistryTest, BatchCommitsAllOrNothing) {
   EXPECT_EQ(r.Find("p3"), nullptr);
 }
 
+TEST(TypeRegistryTest, RollbackResetsOlderTypesInitialisedAgainstTheBatch) {
+  TypeRegistry r;
+  // "older" exists before the batch, waiting for a parent the batch supplies.
+  ASSERT_TRUE(r.Register(Plain("older", "from-batch")).ok());
+  r.BeginBatch();
+  ASSERT_TRUE(r.Register(Plain("from-batch", "object")).ok());
+  ASSERT_TRUE(r.Register(Plain("uses-older", "older")).ok());  // initialises "older"
+  ASSERT_TRUE(r.Register(Plain("broken", "nowhere")).ok());
+  EXPECT_FALSE(r.CommitBatch().ok());
+  // "older" must not keep pointers into the rolled-back "from-batch".
+  auto older = r.Lookup("older");
+  EXPECT_EQ(older.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(older.status().message(), HasSubstr("parent type 'from-batch' not found"));
+}
+
+TEST(TypeRegistryTest, TypeListingItselfAsInterfaceIsAnError) {
+  TypeRegistry r;
+  TypeInfo t = Plain("selfish", "object");
+  t.interfaces = {"selfish"};
+  ASSERT_TRUE(r.Register(t).ok());
+  EXPECT_THAT(r.Lookup("selfish").status().message(), HasSubstr("is cyclic"));
+}
+
+TEST(TypeRegistryTest, ImplementersAreNotInterfaces) {
+  TypeRegistry r;
+  ASSERT_TRUE(r.Register(Plain("iface", "interface", true)).ok());
+  TypeInfo impl = Plain("impl", "object");
+  impl.interfaces = {"iface"};
+  ASSERT_TRUE(r.Register(impl).ok());
+  const TypeImpl* t = *r.Lookup("impl");
+  EXPECT_FALSE(t->is_interface());
+  EXPECT_FALSE(t->IsA(*r.Lookup("interface")));
+  EXPECT_TRUE(t->IsA(*r.Lookup("iface")));
+  EXPECT_TRUE((*r.Lookup("iface"))->IsA(*r.Lookup("interface")));
+}
+
 TEST(TypeRegistryTest, GlobalRegistryHasNoBrokenTypes) {
   EXPECT_TRUE(TypeRegistry::Global().InitializeAll().ok())
       << TypeRegistry::Global().InitializeAll().message();
