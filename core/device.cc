@@ -77,10 +77,27 @@ std::string DeviceState::DisplayName() const {
   return path.empty() ? type_name() : absl::StrCat(type_name(), " '", path, "'");
 }
 
+bool DeviceState::BusNameInUse(absl::string_view name) {
+  // Outside a tree (e.g. in the constructor, before the type is even set) only this device's
+  // own children can clash.
+  qom::Object* top = Root();
+  std::vector<qom::Object*> stack = top ? std::vector<qom::Object*>{top} : children();
+  while (!stack.empty()) {
+    qom::Object* o = stack.back();
+    stack.pop_back();
+    if (auto* b = qom::DynamicCast<BusState>(o); b != nullptr && b->bus_name() == name) return true;
+    for (qom::Object* c : o->children()) stack.push_back(c);
+  }
+  return false;
+}
+
 absl::Status DeviceState::AdoptChildBus(std::string name, std::unique_ptr<BusState> bus) {
+  if (BusNameInUse(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("a bus named '", name, "' already exists"));
+  }
   BusState* raw = bus.get();
   auto added = AddChild(std::move(name), std::move(bus));
-  if (!added.ok()) return added.status();
+  if (!added.ok()) return absl::InvalidArgumentError(added.status().message());
   raw->parent_device_ = this;
   child_buses_.push_back(raw);
   return absl::OkStatus();

@@ -112,9 +112,9 @@ class DeviceState : public qom::Object {
     VDEV_CHECK(bus.ok());
     return *bus;
   }
-  // The same for names chosen at run time (e.g. from the user's id, in Realize): AlreadyExists
-  // when the name is taken by a child or property of this device. Machine-wide uniqueness of bus
-  // names is the caller's to check (Machine::FindBus).
+  // The same for names chosen at run time (e.g. from the user's id, in Realize). Bus names are
+  // unique in a tree: AlreadyExists when a bus of that name exists anywhere in this device's tree;
+  // InvalidArgument when the name is taken by a child or property of this device.
   template <typename B>
   absl::StatusOr<B*> TryCreateChildBus(std::string name) {
     std::unique_ptr<B> bus = qom::MakeChecked<B>();
@@ -123,6 +123,9 @@ class DeviceState : public qom::Object {
     if (!s.ok()) return s;
     return raw;
   }
+  // True when a bus named `name` exists in this device's tree (or among its own children when it
+  // is not in a tree yet).
+  bool BusNameInUse(absl::string_view name);
   // Destroys a bus made by CreateChildBus (e.g. in Unrealize for a bus made in Realize). Devices
   // still on it are left busless; callers unplug them first.
   void DestroyChildBus(BusState* bus);

@@ -6,6 +6,17 @@
 #include "absl/strings/str_split.h"
 
 namespace vdev::qom {
+namespace {
+
+// Removes the entry {other, prop} from a link list.
+template <typename Ref>
+void EraseRef(std::vector<Ref>& refs, const Object* other, const PropertyInfo* prop) {
+  refs.erase(std::remove_if(refs.begin(), refs.end(),
+                            [&](const Ref& r) { return r.other == other && r.prop == prop; }),
+             refs.end());
+}
+
+}  // namespace
 Object::Object() = default;
 
 Object::~Object() {
@@ -21,21 +32,11 @@ Object::~Object() {
   // Links first, while the whole subtree is intact: a link from this object into one of its
   // own descendants must not be cleared on a half-destroyed object. First the links this object
   // holds: forget them at their targets.
-  for (const LinkRef& out : outgoing_) {
-    auto& in = out.other->incoming_;
-    in.erase(
-        std::remove_if(in.begin(), in.end(),
-                       [&](const LinkRef& r) { return r.other == this && r.prop == out.prop; }),
-        in.end());
-  }
+  for (const LinkRef& out : outgoing_) EraseRef(out.other->incoming_, this, out.prop);
   // Links into this object: clear the sources' fields.
   for (const LinkRef& in : incoming_) {
     if (in.prop->clear_link) in.prop->clear_link(*in.other);
-    auto& out = in.other->outgoing_;
-    out.erase(
-        std::remove_if(out.begin(), out.end(),
-                       [&](const LinkRef& r) { return r.other == this && r.prop == in.prop; }),
-        out.end());
+    EraseRef(in.other->outgoing_, this, in.prop);
   }
   outgoing_.clear();
   incoming_.clear();
@@ -281,10 +282,7 @@ void Object::TrackLink(const PropertyInfo* prop, Object* target) {
   // Forget the previous target of this property.
   for (auto it = outgoing_.begin(); it != outgoing_.end(); ++it) {
     if (it->prop == prop) {
-      auto& in = it->other->incoming_;
-      in.erase(std::remove_if(in.begin(), in.end(),
-                              [&](const LinkRef& r) { return r.other == this && r.prop == prop; }),
-               in.end());
+      EraseRef(it->other->incoming_, this, prop);
       outgoing_.erase(it);
       break;
     }

@@ -2,7 +2,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "core/machine.h"
 
 namespace vdev::pci {
 void PCIBridge::ClassInit(PCIDeviceClass& k) {
@@ -19,22 +18,17 @@ void PCIBridge::ClassInit(PCIDeviceClass& k) {
 absl::Status PCIBridge::Realize() {
   VDEV_RETURN_IF_ERROR(PCIDevice::Realize());
   InitBridgeRegisters();
-  // QEMU names the secondary bus after the bridge's id, so "bus=br0" finds it. Bus names are
-  // machine-wide: an id that names an existing bus is refused, and an anonymous bridge takes the
-  // first free "pci-bridge-bus.N".
-  Machine* machine = Root() ? qom::DynamicCast<Machine>(Root()->FindChild("machine")) : nullptr;
-  auto taken = [&](const std::string& n) { return machine && machine->FindBus(n) != nullptr; };
+  // QEMU names the secondary bus after the bridge's id, so "bus=br0" finds it; an anonymous
+  // bridge takes the first free "pci-bridge-bus.N". Bus names are unique in the machine.
   std::string name = id();
-  if (name.empty()) {
-    for (int n = 1; name.empty() || taken(name); ++n) name = absl::StrCat("pci-bridge-bus.", n);
-  } else if (taken(name)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(DisplayName(), ": a bus named '", name, "' already exists"));
+  for (int n = 1; name.empty() || (id().empty() && BusNameInUse(name)); ++n) {
+    name = absl::StrCat("pci-bridge-bus.", n);
   }
   auto bus = TryCreateChildBus<PCIBus>(name);
   if (!bus.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        DisplayName(), ": its id cannot name its secondary bus: ", bus.status().message()));
+    return absl::Status(bus.status().code(),
+                        absl::StrCat(DisplayName(), ": cannot name its secondary bus '", name,
+                                     "': ", bus.status().message()));
   }
   secondary_ = *bus;
   return absl::OkStatus();
