@@ -58,7 +58,24 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(absl::string_view optio
   return m;
 }
 
-Machine::Machine() = default;
+void Machine::ClassInit(MachineClass& k) {
+  k.AddProperty(qom::Prop("ram-size", &Machine::ram_size_, qom::Size{0},
+                          "guest RAM (memfd-backed), e.g. 128M or 2G"));
+}
+
+Machine::Machine()
+    : system_memory_(MemoryRegion::CreateContainer("system", ~uint64_t{0})),
+      system_io_(MemoryRegion::CreateContainer("io", 0x10000)),
+      memory_space_(std::make_unique<AddressSpace>("memory", system_memory_.get())),
+      io_space_(std::make_unique<AddressSpace>("I/O", system_io_.get())) {}
+
+absl::Status Machine::AddRamRegion(GuestAddr gpa, uint64_t size, std::string name) {
+  VDEV_RETURN_IF_ERROR(guest_memory_->AddRam(gpa, size, name));
+  uint8_t* host = guest_memory_->HostPointer(gpa, size, true);
+  ram_regions_.push_back(MemoryRegion::CreateRam(std::move(name), size, host));
+  system_memory_->AddSubregion(gpa.value(), ram_regions_.back().get());
+  return absl::OkStatus();
+}
 
 Machine::~Machine() {
   // Unrealize everything, last plugged first, while the tree is intact.
@@ -82,6 +99,7 @@ Machine::~Machine() {
 }
 
 absl::Status Machine::Init() {
+  VDEV_ASSIGN_OR_RETURN(guest_memory_, GuestMemory::Create());
   VDEV_ASSIGN_OR_RETURN(auto bus_obj, registry().Create(SystemBus::kTypeName));
   std::unique_ptr<SystemBus> bus(qom::DynamicCast<SystemBus>(bus_obj.release()));
   // QEMU's qtree root is "main-system-bus"; in the QOM tree it sits at /machine/unattached/sysbus.

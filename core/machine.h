@@ -7,6 +7,10 @@
 //   /machine/unattached     board devices without a name of their own (and the system bus)
 //   /objects, /netdevs, /chardevs                                 -object / -netdev / -chardev
 //
+// and the machine's hardware view: guest RAM (GuestMemory, memfd-backed, `ram-size`), the
+// guest-physical memory and port-I/O address spaces a VMM forwards its trapped accesses into,
+// and the interrupt router that ends in the VMM's IrqSink.
+//
 // Example:
 //   VDEV_ASSIGN_OR_RETURN(std::unique_ptr<Machine> m, Machine::Create("pc"));
 //   VDEV_ASSIGN_OR_RETURN(DeviceState* nic, m->DeviceAdd("virtio-net-pci,id=nic0"));
@@ -29,6 +33,9 @@
 #include "absl/strings/string_view.h"
 #include "core/bus.h"
 #include "core/device.h"
+#include "core/guest_memory.h"
+#include "core/irq.h"
+#include "core/memory.h"
 #include "core/options.h"
 #include "core/sysbus.h"
 #include "core/user_creatable.h"
@@ -36,6 +43,7 @@
 
 namespace vdev {
 
+class Machine;
 class MachineClass : public qom::ObjectClass {
  public:
   // Chosen when -machine names no type.
@@ -48,6 +56,7 @@ class Machine : public qom::Object {
   static constexpr bool kAbstract = true;
   using Parent = qom::Object;
   using Class = MachineClass;
+  static void ClassInit(MachineClass& k);
 
   // Builds a machine from "-machine" options ("pc", "type=pc,...", or "" for the default type):
   // creates it, sets its properties, runs Init(). NotFound for an unknown type.
@@ -87,6 +96,18 @@ class Machine : public qom::Object {
   absl::StatusOr<qom::Object*> ObjectAdd(absl::string_view option, QemuOpts opts);
   absl::Status ObjectDel(absl::string_view option, absl::string_view id);
 
+  // ---- hardware ----
+  GuestMemory& guest_memory() { return *guest_memory_; }
+  // Roots of the guest-physical memory map and of the port-I/O space (64 KiB).
+  MemoryRegion& system_memory() { return *system_memory_; }
+  MemoryRegion& system_io() { return *system_io_; }
+  // Where a VMM dispatches trapped MMIO and port I/O.
+  AddressSpace& memory_space() { return *memory_space_; }
+  AddressSpace& io_space() { return *io_space_; }
+  // Interrupts from devices; set the VMM's sink with irq().set_sink(&sink).
+  IrqRouter& irq() { return irq_router_; }
+  uint64_t ram_size() const { return ram_size_.bytes; }
+
   // ---- lifecycle ----
   // Ends cold plug: later DeviceAdd/DeviceDel are hotplug and need hotpluggable devices and buses.
   void Done() { done_ = true; }
@@ -122,6 +143,19 @@ class Machine : public qom::Object {
   uint64_t next_anon_ = 0;
   uint64_t next_unattached_ = 0;
   bool done_ = false;
+
+  qom::Size ram_size_;
+  IrqRouter irq_router_{nullptr};
+  std::unique_ptr<GuestMemory> guest_memory_;
+  std::unique_ptr<MemoryRegion> system_memory_;
+  std::unique_ptr<MemoryRegion> system_io_;
+  std::unique_ptr<AddressSpace> memory_space_;
+  std::unique_ptr<AddressSpace> io_space_;
+  std::vector<std::unique_ptr<MemoryRegion>> ram_regions_;
+
+ protected:
+  // Maps guest RAM [gpa, gpa + size) (allocated in guest_memory()) into system_memory().
+  absl::Status AddRamRegion(GuestAddr gpa, uint64_t size, std::string name);
 };
 
 // The empty machine: a system bus and nothing else ("-machine none").

@@ -7,7 +7,12 @@ void I440FXPciHost::ClassInit(DeviceClass& k) {
   k.category = DeviceCategory::kBridge;
 }
 
-I440FXPciHost::I440FXPciHost() : bus_(CreateChildBus<PCIBus>("pci.0")) {}
+I440FXPciHost::I440FXPciHost() = default;
+
+int I440FXPciHost::RouteIntx(int slot, int pin) {
+  static constexpr int kPirqToIrq[4] = {10, 10, 11, 11};
+  return kPirqToIrq[(pin + slot + 3) & 3];
+}
 
 void I440FXFunction::ClassInit(PCIDeviceClass& k) {
   k.description = "Host bridge";

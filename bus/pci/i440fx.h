@@ -1,25 +1,25 @@
-// The i440FX host bridge: the system-bus device that provides the root PCI bus "pci.0", and its
-// PCI function 00.0 (8086:1237, Intel 82441FX PMC). Configuration mechanism #1 (0xCF8/0xCFC)
-// is added with the PCI address-space work (issue #3).
+// The i440FX host bridge: the system-bus device that provides the root PCI bus "pci.0" with
+// configuration mechanism #1 (0xCF8/0xCFC) and an ECAM window, and its PCI function 00.0
+// (8086:1237, Intel 82441FX PMC).
 #ifndef VDEV_BUS_PCI_I440FX_H_
 #define VDEV_BUS_PCI_I440FX_H_
 
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_device.h"
-#include "core/sysbus.h"
+#include "bus/pci/pci_host.h"
 
 namespace vdev::pci {
 
-class I440FXPciHost : public SysBusDevice {
+class I440FXPciHost : public PCIHostBridge {
  public:
   static constexpr char kTypeName[] = "i440FX-pcihost";
-  using Parent = SysBusDevice;
+  using Parent = PCIHostBridge;
   static void ClassInit(DeviceClass& k);
   I440FXPciHost();
-  PCIBus& bus() { return *bus_; }
 
- private:
-  PCIBus* bus_;
+  // PIIX3 INTx routing with the PIRQ-to-IRQ assignment SeaBIOS programs: PIRQ A..D go to
+  // IRQs 10, 10, 11, 11, and slot S pin P uses PIRQ (P + S - 1) mod 4.
+  static int RouteIntx(int slot, int pin);
 };
 
 class I440FXFunction : public PCIDevice {

@@ -1,7 +1,10 @@
 #include "bus/pci/pci_bus.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/base/checked_math.h"
+#include "core/base/logging.h"
 
 namespace vdev::pci {
 namespace {
@@ -76,6 +79,243 @@ void PCIBus::OnDetach(DeviceState& dev) {
   // DeviceState part is left. Compare base pointers instead.
   for (DeviceState*& slot : slots_) {
     if (slot == &dev) slot = nullptr;
+  }
+}
+
+const PciHostContext* PCIBus::host_context() const {
+  const PCIBus* b = this;
+  for (int depth = 0; b != nullptr && depth < 256; ++depth) {
+    if (b->host_context_ != nullptr) return b->host_context_;
+    PCIDevice* br = b->bridge();
+    b = br ? br->pci_bus() : nullptr;
+  }
+  return nullptr;
+}
+
+PCIDevice* PCIBus::bridge() const { return qom::DynamicCast<PCIDevice>(parent_device()); }
+
+PCIBus* PCIBus::root_bus() {
+  PCIBus* b = this;
+  for (int depth = 0; depth < 256; ++depth) {
+    PCIDevice* br = b->bridge();
+    if (br == nullptr || br->pci_bus() == nullptr) return b;
+    b = br->pci_bus();
+  }
+  return b;
+}
+
+namespace {
+
+uint32_t Cfg(PCIDevice& d, uint32_t off, int size) { return d.ConfigRead(off, size); }
+
+// Child buses of the bridges plugged on `bus`.
+std::vector<std::pair<PCIDevice*, PCIBus*>> BridgesOn(const PCIBus& bus) {
+  std::vector<std::pair<PCIDevice*, PCIBus*>> out;
+  for (DeviceState* d : bus.devices()) {
+    auto* pd = static_cast<PCIDevice*>(d);
+    if (!pd->realized() || pd->pci_class().header_type != kHeaderTypeBridge) continue;
+    for (BusState* c : pd->child_buses()) {
+      if (auto* pb = qom::DynamicCast<PCIBus>(c)) out.emplace_back(pd, pb);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+PCIBus* PCIBus::FindBusByNumber(uint8_t bus) {
+  if (bus_number() == bus) return this;
+  for (auto [br, child] : BridgesOn(*this)) {
+    const uint8_t secondary = static_cast<uint8_t>(Cfg(*br, kSecondaryBus, 1));
+    const uint8_t subordinate = static_cast<uint8_t>(Cfg(*br, kSubordinateBus, 1));
+    if (secondary == 0 || bus < secondary || bus > subordinate) continue;
+    if (PCIBus* b = child->FindBusByNumber(bus)) return b;
+  }
+  return nullptr;
+}
+
+int PCIBus::RouteIntx(int slot, int pin) {
+  PCIBus* b = this;
+  for (int depth = 0; depth < 256; ++depth) {
+    PCIDevice* br = b->bridge();
+    if (br == nullptr || br->pci_bus() == nullptr) {
+      const PciHostContext* ctx = b->host_context();
+      return ctx && ctx->route_intx ? ctx->route_intx(slot, pin) : -1;
+    }
+    pin = (pin + slot) % 4;
+    slot = br->devfn().slot();
+    b = br->pci_bus();
+  }
+  return -1;
+}
+
+namespace {
+
+struct Window {
+  uint64_t base = 1, limit = 0;  // empty
+  bool Contains(uint64_t a, uint64_t size) const {
+    return size != 0 && a >= base && a - base <= limit - base && size - 1 <= limit - a;
+  }
+};
+
+struct Windows {
+  bool io_on = true, mem_on = true;
+  Window io{0, ~uint64_t{0}}, mem{0, ~uint64_t{0}}, pref{0, ~uint64_t{0}};
+};
+
+// The windows a bridge forwards, as programmed (PCI-to-PCI Bridge Architecture 1.2 §3.2.5).
+Windows BridgeWindows(PCIDevice& br) {
+  Windows w;
+  const uint16_t cmd = static_cast<uint16_t>(Cfg(br, kCommand, 2));
+  w.io_on = cmd & kCommandIo;
+  w.mem_on = cmd & kCommandMemory;
+  const uint32_t io_base = Cfg(br, kIoBase, 1), io_limit = Cfg(br, kIoLimit, 1);
+  w.io.base = (io_base & 0xf0) << 8;
+  w.io.limit = ((io_limit & 0xf0) << 8) | 0xfff;
+  if ((io_base & 0xf) == 1) {
+    w.io.base |= uint64_t{Cfg(br, kIoBaseUpper, 2)} << 16;
+    w.io.limit |= uint64_t{Cfg(br, kIoLimitUpper, 2)} << 16;
+  }
+  w.mem.base = uint64_t{Cfg(br, kMemoryBase, 2) & 0xfff0} << 16;
+  w.mem.limit = (uint64_t{Cfg(br, kMemoryLimit, 2) & 0xfff0} << 16) | 0xfffff;
+  const uint32_t pb = Cfg(br, kPrefetchBase, 2), pl = Cfg(br, kPrefetchLimit, 2);
+  w.pref.base = uint64_t{pb & 0xfff0} << 16;
+  w.pref.limit = (uint64_t{pl & 0xfff0} << 16) | 0xfffff;
+  if ((pb & 0xf) == 1) {
+    w.pref.base |= uint64_t{Cfg(br, kPrefetchBaseUpper, 4)} << 32;
+    w.pref.limit |= uint64_t{Cfg(br, kPrefetchLimitUpper, 4)} << 32;
+  }
+  return w;
+}
+
+struct Placement {
+  PCIDevice* dev;
+  int bar;
+  uint64_t addr;  // kBarUnmapped: stays unmapped
+};
+
+// Where each BAR of the devices on `bus` (and behind its bridges) should be, given the windows
+// of every bridge above (`up`).
+void Collect(PCIBus& bus, const std::vector<Windows>& up, PCIDevice* skip,
+             std::vector<Placement>* out) {
+  for (DeviceState* d : bus.devices()) {
+    auto* pd = static_cast<PCIDevice*>(d);
+    if (pd == skip || !pd->realized()) continue;
+    const uint16_t cmd = pd->command();
+    for (int i = 0; i < kNumBars; ++i) {
+      const PciBar& b = pd->bar(i);
+      if (b.size == 0) continue;
+      uint64_t addr = pd->BarAddress(i);
+      const bool on = b.is_io() ? (cmd & kCommandIo) : (cmd & kCommandMemory);
+      const uint64_t space_last = b.is_io() ? 0xffff : b.is_64bit() ? ~uint64_t{0} : 0xffffffff;
+      auto last = CheckedAdd<uint64_t>(addr, b.size - 1);
+      // QEMU's rule: a BAR whose last byte is the top of its space is unmapped (sizing values).
+      bool valid = on && addr != 0 && last && *last < space_last;
+      for (const Windows& w : up) {
+        if (!valid) break;
+        if (b.is_io()) {
+          valid = w.io_on && w.io.Contains(addr, b.size);
+        } else {
+          valid = w.mem_on && (w.mem.Contains(addr, b.size) ||
+                               ((b.type & kBarMemPrefetch) && w.pref.Contains(addr, b.size)));
+        }
+      }
+      out->push_back(Placement{pd, i, valid ? addr : kBarUnmapped});
+    }
+  }
+  for (auto [br, child] : BridgesOn(bus)) {
+    if (br == skip) continue;
+    std::vector<Windows> deeper = up;
+    deeper.push_back(BridgeWindows(*br));
+    Collect(*child, deeper, skip, out);
+  }
+}
+
+}  // namespace
+
+void PCIBus::UnmapDevice(PCIDevice& dev) {
+  PCIBus* root = root_bus();
+  const PciHostContext* ctx = root->host_context();
+  {
+    absl::MutexLock l(&root->remap_mu_);
+    MemoryTransaction t;
+    for (PciBar& b : dev.bars_) {
+      if (b.mapped_at == kBarUnmapped) continue;
+      MemoryRegion* space = b.is_io() ? (ctx ? ctx->io : nullptr) : (ctx ? ctx->memory : nullptr);
+      if (space != nullptr && b.region->container() == space)
+        space->RemoveSubregion(b.region.get());
+      b.mapped_at = kBarUnmapped;
+    }
+  }
+  // BARs that overlapped this device's may map now. The device itself is skipped: it is leaving.
+  root->UpdateMappingsSkipping(&dev);
+}
+
+void PCIBus::UpdateMappings() { root_bus()->UpdateMappingsSkipping(nullptr); }
+
+void PCIBus::UpdateMappingsSkipping(PCIDevice* skip) {
+  const PciHostContext* ctx = host_context();
+  if (ctx == nullptr) return;
+  absl::MutexLock l(&remap_mu_);
+  std::vector<Placement> want;
+  Collect(*this, {}, skip, &want);
+  // Every BAR container of the hierarchy, to tell BARs from board regions in the address spaces.
+  absl::flat_hash_set<const MemoryRegion*> bar_regions;
+  for (const Placement& p : want) bar_regions.insert(p.dev->bar(p.bar).region.get());
+  auto space_of = [&](const Placement& p) {
+    return p.dev->bar(p.bar).is_io() ? ctx->io : ctx->memory;
+  };
+  // Overlaps: with board regions (RAM, config ports, ECAM), then between BARs.
+  for (Placement& p : want) {
+    if (p.addr == kBarUnmapped) continue;
+    MemoryRegion* space = space_of(p);
+    if (space == nullptr) {
+      p.addr = kBarUnmapped;
+      continue;
+    }
+    const uint64_t size = p.dev->bar(p.bar).size;
+    for (MemoryRegion* r : space->subregions()) {
+      if (bar_regions.contains(r) || !r->enabled()) continue;
+      if (RangesOverlap(p.addr, size, r->offset(), r->size())) {
+        VDEV_LOG_GUEST_ERROR(p.dev->counters(), "bar_overlap",
+                             "%s: BAR%d at 0x%x overlaps '%s'; left unmapped", p.dev->DisplayName(),
+                             p.bar, p.addr, r->name());
+        p.addr = kBarUnmapped;
+        break;
+      }
+    }
+  }
+  std::vector<bool> clash(want.size(), false);
+  for (size_t i = 0; i < want.size(); ++i) {
+    for (size_t j = i + 1; j < want.size(); ++j) {
+      const Placement &a = want[i], &b = want[j];
+      if (a.addr == kBarUnmapped || b.addr == kBarUnmapped || space_of(a) != space_of(b)) continue;
+      if (RangesOverlap(a.addr, a.dev->bar(a.bar).size, b.addr, b.dev->bar(b.bar).size)) {
+        clash[i] = clash[j] = true;
+      }
+    }
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!clash[i]) continue;
+    VDEV_LOG_GUEST_ERROR(want[i].dev->counters(), "bar_overlap",
+                         "%s: BAR%d at 0x%x overlaps another BAR; left unmapped",
+                         want[i].dev->DisplayName(), want[i].bar, want[i].addr);
+    want[i].addr = kBarUnmapped;
+  }
+  // Apply, as one change of the address spaces.
+  MemoryTransaction t;
+  for (const Placement& p : want) {
+    PciBar& b = p.dev->bars_[static_cast<size_t>(p.bar)];
+    if (b.mapped_at == p.addr) continue;
+    MemoryRegion* space = space_of(p);
+    if (b.mapped_at != kBarUnmapped && b.region->container() != nullptr) {
+      b.region->container()->RemoveSubregion(b.region.get());
+    }
+    b.mapped_at = kBarUnmapped;
+    if (p.addr != kBarUnmapped && space != nullptr) {
+      space->AddSubregion(p.addr, b.region.get(), /*priority=*/1);
+      b.mapped_at = p.addr;
+    }
   }
 }
 

@@ -6,14 +6,30 @@
 #define VDEV_BUS_PCI_PCI_BUS_H_
 
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "bus/pci/pci_device.h"
 #include "bus/pci/pci_regs.h"
 #include "core/bus.h"
+#include "core/guest_memory.h"
+#include "core/irq.h"
+#include "core/memory.h"
 
 namespace vdev::pci {
+
+// What a host bridge gives the buses below it: where BARs are mapped, the memory devices DMA to,
+// and where interrupts go. Owned by the host bridge; borrowed by its buses.
+struct PciHostContext {
+  MemoryRegion* memory = nullptr;  // container that memory BARs are mapped into
+  MemoryRegion* io = nullptr;      // container that I/O BARs are mapped into (may be null)
+  GuestMemory* dma = nullptr;      // RAM, for bus-master DMA
+  IrqRouter* irq = nullptr;
+  // INTx routing of the root bus: slot and pin (0 = INTA#) to a GSI; -1 = not connected.
+  std::function<int(int slot, int pin)> route_intx;
+};
 
 class PCIBus : public BusState {
  public:
@@ -33,15 +49,41 @@ class PCIBus : public BusState {
 
   std::vector<std::string> DescribeDevice(const DeviceState& dev) const override;
 
+  // ---- host side ----
+  // Set on a root bus by its host bridge; buses behind bridges inherit their root's.
+  void set_host_context(const PciHostContext* ctx) { host_context_ = ctx; }
+  const PciHostContext* host_context() const;
+  // The root bus of this hierarchy.
+  PCIBus* root_bus();
+  // The bridge device this bus is behind (nullptr for a root bus).
+  PCIDevice* bridge() const;
+  // The bus numbered `bus` in this hierarchy as the guest numbered it, or nullptr.
+  PCIBus* FindBusByNumber(uint8_t bus);
+  // The GSI that pin `pin` (0 = INTA#) of the device in `slot` drives, after the standard swizzle
+  // at each bridge (PCI-to-PCI Bridge Architecture 1.2 §9.1); -1 when not connected.
+  int RouteIntx(int slot, int pin);
+
+  // Re-applies every BAR mapping of the hierarchy from the guest-programmed registers: a BAR is
+  // mapped while its decode bit is set, its address is non-zero, does not wrap, fits the bridge
+  // windows above it, and overlaps neither another BAR nor board memory. Overlapping BARs are
+  // all left unmapped (and counted as "bar_overlap" on their devices).
+  void UpdateMappings();
+  // Removes `dev`'s BARs from the address spaces (it is being unrealized) and re-maps the rest.
+  void UnmapDevice(PCIDevice& dev);
+
  protected:
   absl::Status CheckPlug(DeviceState& dev) override;
   void OnAttach(DeviceState& dev) override;
   void OnDetach(DeviceState& dev) override;
 
  private:
+  void UpdateMappingsSkipping(PCIDevice* skip);
   // Plugged functions by devfn. Held as DeviceState* (see OnDetach).
   std::array<DeviceState*, kSlotsPerBus * kFunctionsPerSlot> slots_{};
   int first_auto_slot_ = 0;
+  const PciHostContext* host_context_ = nullptr;
+  // Serialises mapping updates of the hierarchy (held on the root bus).
+  absl::Mutex remap_mu_;
 };
 
 // A human-readable class name ("Ethernet controller") for a class code (class << 8 | subclass).

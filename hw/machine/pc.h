@@ -17,6 +17,10 @@ class PcMachine : public Machine {
   static void ClassInit(MachineClass& k);
 
   pci::PCIBus& pci_bus() { return host_->bus(); }
+  pci::I440FXPciHost& pci_host() { return *host_; }
+
+  // RAM above this goes above 4 GiB; the ECAM window and the PCI hole start here.
+  static constexpr uint64_t kLowRamLimit = 0xb0000000;
 
  protected:
   absl::Status Init() override;
