@@ -61,6 +61,19 @@ void PCIDevice::Unrealize() {
     UpdateIntxLocked();
   }
   if (PCIBus* b = pci_bus()) b->UnmapDevice(*this);
+  // Back to the unrealized state, so that a later Realize declares everything afresh.
+  msix_table_region_.reset();
+  msix_pba_region_.reset();
+  {
+    absl::MutexLock l(&mu_);
+    msix_table_.clear();
+    msix_pba_.clear();
+  }
+  msix_cap_ = 0;
+  msix_vectors_ = 0;
+  msi_cap_ = 0;
+  msi_vectors_ = 0;
+  for (PciBar& b : bars_) b = PciBar{};
   DeviceState::Unrealize();
 }
 
