@@ -367,8 +367,8 @@ MemTxResult AddressSpace::Access(uint64_t addr, unsigned size, uint64_t* value, 
   if (r != nullptr && r->size >= size && addr - r->start <= r->size - size) {
     result = AccessRange(*r, addr, size, value, write);  // the common case: one range
   } else {
-    // The access straddles ranges (or is partly unassigned): each piece goes to its own range
-    // with its own width, in address order, little-endian.
+    // The access straddles ranges (or is partly unassigned): RAM pieces are read or written,
+    // device pieces are refused, missing pieces are unassigned; little-endian, in address order.
     result = MemTxResult::kOk;
     uint64_t acc = 0;
     unsigned done = 0;
@@ -376,7 +376,7 @@ MemTxResult AddressSpace::Access(uint64_t addr, unsigned size, uint64_t* value, 
       const uint64_t a = addr + done;
       if (a < addr) {  // wrapped past the top of the address space: the rest is unassigned
         acc |= Ones(size - done) << (8 * done);
-        result = MemTxResult::kUnassigned;
+        if (result == MemTxResult::kOk) result = MemTxResult::kUnassigned;
         break;
       }
       const FlatRange* p = view->Find(a);
@@ -385,12 +385,23 @@ MemTxResult AddressSpace::Access(uint64_t addr, unsigned size, uint64_t* value, 
       if (p == nullptr) {
         n = 1;
         piece = 0xff;
-        result = MemTxResult::kUnassigned;
+        if (result == MemTxResult::kOk) result = MemTxResult::kUnassigned;
       } else {
         n = static_cast<unsigned>(std::min<uint64_t>(size - done, p->size - (a - p->start)));
-        if (write) piece = (*value >> (8 * done)) & Ones(n);
-        MemTxResult pr = AccessRange(*p, a, n, &piece, write);
-        if (pr != MemTxResult::kOk && result == MemTxResult::kOk) result = pr;
+        if (p->mr->kind_ != MemoryRegion::Kind::kRam) {
+          // An access that does not fit a device's region is not a valid access to it: the
+          // device never sees a piece of it (its declared widths are about whole accesses).
+          if (p->mr->owner_counters_ != nullptr) p->mr->owner_counters_->Increment("bad_access");
+          VDEV_LOG_GUEST_ERROR(counters_, "invalid_access",
+                               "%s: %u-byte %s at 0x%x runs past region '%s'", name_, size,
+                               write ? "write" : "read", addr, p->mr->name_);
+          piece = Ones(n);
+          result = MemTxResult::kRejected;
+        } else {
+          if (write) piece = (*value >> (8 * done)) & Ones(n);
+          MemTxResult pr = AccessRange(*p, a, n, &piece, write);
+          if (pr != MemTxResult::kOk && result == MemTxResult::kOk) result = pr;
+        }
       }
       if (!write) acc |= (piece & Ones(n)) << (8 * done);
       done += n;

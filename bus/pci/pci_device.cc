@@ -200,7 +200,7 @@ MemoryRegion* PCIDevice::RegisterBar(int bar, uint64_t size, uint32_t type) {
   b.type = io ? kBarSpaceIo : (type & (kBarMemType64 | kBarMemPrefetch));
   b.region = MemoryRegion::CreateContainer(absl::StrFormat("%s BAR%d", type_name(), bar), size);
   const uint32_t off = kBar0 + 4 * static_cast<uint32_t>(bar);
-  const uint64_t mask = ~(size - 1) & (io ? uint64_t{kBarIoMask} : uint64_t{kBarMemMask});
+  const uint64_t mask = ~(size - 1) & ~uint64_t{io ? 0x3u : 0xfu};
   absl::MutexLock l(&mu_);
   Put32(config_.data() + off, b.type);
   Put32(wmask_.data() + off, static_cast<uint32_t>(mask));

@@ -300,19 +300,39 @@ TEST(AddressSpaceTest, RamRegionsAreReadAndWrittenDirectly) {
   EXPECT_EQ(as.ReadValue(0x1010, 4), 0x05060708u);
 }
 
-TEST(AddressSpaceTest, AccessStraddlingTwoRegionsIsSplitPerRegion) {
+TEST(AddressSpaceTest, AccessStraddlingRamRegionsIsSplitPerRegion) {
+  std::vector<uint8_t> a(0x10, 0xaa), b(0x10, 0xbb);
+  auto root = MemoryRegion::CreateContainer("root", ~uint64_t{0});
+  auto ra = MemoryRegion::CreateRam("a", a.size(), a.data());
+  auto rb = MemoryRegion::CreateRam("b", b.size(), b.data());
+  root->AddSubregion(0x0, ra.get());
+  root->AddSubregion(0x10, rb.get());
+  AddressSpace as("mem", root.get());
+  EXPECT_EQ(as.ReadValue(0xe, 4), 0xbbbbaaaau);
+  EXPECT_EQ(as.Write(0xf, 0x11223344, 4), MemTxResult::kOk);
+  EXPECT_EQ(a[0xf], 0x44);
+  EXPECT_EQ(b[0x2], 0x11);
+  // Past the end of RAM into nothing: the missing bytes read as ones.
+  EXPECT_EQ(as.ReadValue(0x1e, 4), 0xffffbbbbu);
+}
+
+TEST(AddressSpaceTest, AccessRunningPastADeviceRegionNeverReachesIt) {
   std::vector<uint8_t> ram(0x10, 0xaa);
   Recorder rec;
+  Counters owner;
   auto root = MemoryRegion::CreateContainer("root", ~uint64_t{0});
   auto r = MemoryRegion::CreateRam("ram", ram.size(), ram.data());
   auto dev = MemoryRegion::CreateIo("dev", 0x10, rec.Ops({1, 8, true}));
+  dev->set_owner_counters(&owner);
   root->AddSubregion(0x0, r.get());
   root->AddSubregion(0x10, dev.get());
   AddressSpace as("mem", root.get());
-  // Bytes 0xe, 0xf from RAM, 0x10, 0x11 from the device (a 2-byte read of offset 0).
-  EXPECT_EQ(as.ReadValue(0xe, 4), 0x1122aaaau);
-  // Into the unassigned space after the device: the missing bytes read as ones.
-  EXPECT_EQ(as.ReadValue(0x1e, 4), 0xffff0000u | (0x1122u));
+  uint64_t v = 0;
+  EXPECT_EQ(as.Read(0xe, 4, &v), MemTxResult::kRejected);
+  EXPECT_EQ(v, 0xffffaaaau);
+  EXPECT_EQ(as.Write(0x1c, 0, 8), MemTxResult::kRejected);  // 4 bytes past the device's end
+  EXPECT_TRUE(rec.log.empty());
+  EXPECT_EQ(owner.Value("bad_access"), 2u);
 }
 
 TEST(AddressSpaceTest, AccessAtTheTopOfTheAddressSpaceDoesNotWrap) {
