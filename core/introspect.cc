@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace vdev {
@@ -107,6 +108,18 @@ std::string FormatQomDot(qom::Object& root) {
   };
   walk(root);
   out += "}\n";
+  return out;
+}
+
+std::string FormatFlatView(const AddressSpace& as) {
+  std::string out = absl::StrCat("address-space (flat view): ", as.name(), "\n");
+  for (const FlatRange& r : as.FlatRanges()) {
+    const char* kind = r.mr->kind() == MemoryRegion::Kind::kRam ? "ram" : "i/o";
+    absl::StrAppendFormat(&out, "  %016x-%016x (%s): %s", r.start, r.start + (r.size - 1), kind,
+                          r.mr->name());
+    if (r.offset_in_mr != 0) absl::StrAppendFormat(&out, " @%016x", r.offset_in_mr);
+    out += "\n";
+  }
   return out;
 }
 

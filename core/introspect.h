@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/machine.h"
+#include "core/memory.h"
 #include "qom/object.h"
 
 namespace vdev {
@@ -21,6 +22,10 @@ std::string FormatQomList(const qom::Object& obj);
 std::string FormatTypes(qom::TypeRegistry& registry = qom::TypeRegistry::Global());
 // The composition tree as a Graphviz digraph (children solid, links dashed).
 std::string FormatQomDot(qom::Object& root);
+// The flat view of an address space, one range per line (QEMU's `info mtree -f`):
+//   address-space (flat view): memory
+//     0000000000000000-0000000007ffffff (ram): pc.ram
+std::string FormatFlatView(const AddressSpace& as);
 
 }  // namespace vdev
 

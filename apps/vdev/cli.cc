@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bus/pci/pci_bus.h"
+#include "bus/pci/pci_info.h"
 #include "core/help.h"
 #include "core/introspect.h"
 #include "core/machine.h"
@@ -27,7 +29,7 @@ constexpr char kUsage[] =
     "  -netdev TYPE,id=ID[,...]        create a network backend at /netdevs/ID\n"
     "  -device DRIVER[,prop=value...]  add a device ('help' lists drivers, DRIVER,help its "
     "options)\n"
-    "  --print qtree|qom-tree|qom-dot|types|plugins\n"
+    "  --print qtree|qom-tree|qom-dot|types|plugins|pci|mtree\n"
     "  --version, -h/--help\n";
 
 struct Arg {
@@ -144,6 +146,12 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       out << FormatQomTree(m.root());
     } else if (a.value == "qom-dot") {
       out << FormatQomDot(m.root());
+    } else if (a.value == "pci") {
+      auto* root = qom::DynamicCast<pci::PCIBus>(m.FindBus("pci.0"));
+      if (root == nullptr) return fail("--print pci", "this machine has no PCI bus 'pci.0'");
+      out << pci::FormatPciInfo(*root);
+    } else if (a.value == "mtree") {
+      out << FormatFlatView(m.memory_space()) << FormatFlatView(m.io_space());
     } else if (a.value == "types") {
       out << FormatTypes();
     } else if (a.value == "plugins") {
@@ -152,7 +160,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       }
     } else {
       return fail(absl::StrCat("--print ", a.value),
-                  "expects one of qtree, qom-tree, qom-dot, types, plugins");
+                  "expects one of qtree, qom-tree, qom-dot, types, plugins, pci, mtree");
     }
   }
   if (!printed) {

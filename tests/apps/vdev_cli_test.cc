@@ -43,6 +43,31 @@ RunResult RunVdev(const std::string& args) {
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
+TEST(VdevCliTest, PrintPciShowsEduWithItsBarAndIrqPin) {
+  RunResult r = RunVdev("-device edu,id=edu0,addr=4 --print pci");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Bus  0, device   4, function 0:"));
+  EXPECT_THAT(r.out, HasSubstr("PCI device 1234:11e8"));
+  EXPECT_THAT(r.out, HasSubstr("IRQ 0, pin A"));
+  EXPECT_THAT(r.out, HasSubstr("BAR0: 32 bit memory at 0xffffffffffffffff [0x000ffffe]."));
+  EXPECT_THAT(r.out, HasSubstr("id \"edu0\""));
+  EXPECT_THAT(r.out, HasSubstr("Host bridge: PCI device 8086:1237"));
+}
+
+TEST(VdevCliTest, PrintMtreeShowsRamEcamAndConfigPorts) {
+  RunResult r = RunVdev("-machine pc,ram-size=256M --print mtree");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("0000000000000000-000000000fffffff (ram): pc.ram"));
+  EXPECT_THAT(r.out, HasSubstr("00000000b0000000-00000000bfffffff (i/o): pcie-mmcfg"));
+  EXPECT_THAT(r.out, HasSubstr("0000000000000cf8-0000000000000cfb (i/o): pci-conf-idx"));
+}
+
+TEST(VdevCliTest, PrintPciOnAMachineWithoutPciIsOneLineError) {
+  RunResult r = RunVdev("-machine none --print pci");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "vdev: --print pci: this machine has no PCI bus 'pci.0'\n");
+}
+
 TEST(VdevCliTest, DefaultMachinePrintsTreeAndQomTree) {
   RunResult r = RunVdev("--print qtree --print qom-tree");
   EXPECT_EQ(r.status, 0) << r.err;
@@ -71,7 +96,8 @@ TEST(VdevCliTest, NestedBusesFromDeviceStrings) {
 TEST(VdevCliTest, DeviceHelpListsDevices) {
   RunResult r = RunVdev("-plugin " VDEV_EXAMPLE_PLUGIN " -device help");
   EXPECT_EQ(r.status, 0);
-  EXPECT_THAT(r.out, HasSubstr("Misc devices:\nname \"example-pci\", bus PCI"));
+  EXPECT_THAT(r.out, HasSubstr("Misc devices:\nname \"edu\", bus PCI"));
+  EXPECT_THAT(r.out, HasSubstr("\nname \"example-pci\", bus PCI"));
 }
 
 TEST(VdevCliTest, DeviceTypeHelpListsProperties) {
