@@ -14,6 +14,10 @@ PAIRS = {
     "BM_DynamicCastInterfaceMiss": ("BM_Baseline_CxxDynamicCastHit", 10.0),
     "BM_PropertySetFromString": ("BM_Baseline_FromChars", None),
     "BM_Lifecycle1000Devices": ("BM_Baseline_NewDelete1000", 50.0),
+    "BM_MmioDispatch/10": ("BM_Baseline_DirectHandlerCall", None),
+    "BM_MmioDispatch/1000": ("BM_Baseline_DirectHandlerCall", 25.0),
+    "BM_ConfigReadCf8Cfc": ("BM_Baseline_DirectConfigRead", None),
+    "BM_GuestMemoryTranslate": ("BM_Baseline_UncheckedPointer", None),
 }
 
 

@@ -21,7 +21,9 @@ struct DispatchStack {
   const MemoryRegion* active[kMaxDispatchDepth];
   int depth = 0;
 };
-thread_local DispatchStack tls_dispatch;
+// initial-exec: libvdev.so is linked, not dlopen()ed, so the cheap TLS model applies (the
+// general-dynamic default costs a __tls_get_addr call on every dispatch).
+__attribute__((tls_model("initial-exec"))) thread_local DispatchStack tls_dispatch;
 
 // Address spaces whose rebuild is deferred by a MemoryTransaction on this thread.
 thread_local int tls_transaction_depth = 0;
@@ -321,9 +323,16 @@ void AddressSpace::Synchronize() {
 }
 
 const FlatRange* AddressSpace::FlatView::Find(uint64_t addr) const {
-  auto it = std::upper_bound(starts.begin(), starts.end(), addr);
-  if (it == starts.begin()) return nullptr;
-  const FlatRange& r = ranges[static_cast<size_t>(it - starts.begin() - 1)];
+  // Branchless binary search for the last start <= addr.
+  size_t n = starts.size();
+  if (n == 0 || addr < starts[0]) return nullptr;
+  const uint64_t* base = starts.data();
+  while (n > 1) {
+    const size_t half = n / 2;
+    base = base[half] <= addr ? base + half : base;
+    n -= half;
+  }
+  const FlatRange& r = ranges[static_cast<size_t>(base - starts.data())];
   return addr - r.start < r.size ? &r : nullptr;
 }
 
