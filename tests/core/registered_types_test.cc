@@ -16,6 +16,7 @@ constexpr const char* kBuiltinTypes[] = {
     "bus",
     "hotplug-handler",
     "user-creatable",
+    "iothread",
     "netdev",
     "chardev",
     "System",
@@ -25,9 +26,12 @@ constexpr const char* kBuiltinTypes[] = {
     // bus/pci
     "PCI",
     "pci-device",
+    "pci-host-bridge",
     "i440FX-pcihost",
     "i440FX",
     "pci-bridge",
+    // hw/misc
+    "edu",
     // hw/machine
     "pc",
 };
