@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
 
 namespace vdev {
@@ -70,7 +71,10 @@ Machine::Machine()
       io_space_(std::make_unique<AddressSpace>("I/O", system_io_.get())) {}
 
 absl::Status Machine::AddRamRegion(GuestAddr gpa, uint64_t size, std::string name) {
-  VDEV_RETURN_IF_ERROR(guest_memory_->AddRam(gpa, size, name));
+  if (absl::Status s = guest_memory_->AddRam(gpa, size, name); !s.ok()) {
+    return Annotate(s, absl::StrFormat("machine '%s': cannot provide %u bytes of guest RAM '%s'",
+                                       type_name(), size, name));
+  }
   uint8_t* host = guest_memory_->HostPointer(gpa, size, true);
   ram_regions_.push_back(MemoryRegion::CreateRam(std::move(name), size, host));
   system_memory_->AddSubregion(gpa.value(), ram_regions_.back().get());

@@ -331,8 +331,8 @@ std::vector<std::string> PCIBus::DescribeDevice(const DeviceState& dev) const {
   const PCIDeviceClass& k = pd->pci_class();
   return {absl::StrFormat("class %s, addr %02x:%02x.%x, pci id %04x:%04x (sub %04x:%04x)",
                           PciClassName(k.class_id), bus_number(), pd->devfn().slot(),
-                          pd->devfn().fn(), k.vendor_id, k.device_id, k.subsystem_vendor_id,
-                          k.subsystem_id)};
+                          pd->devfn().fn(), pd->vendor_id(), pd->device_id(),
+                          pd->subsystem_vendor_id(), pd->subsystem_id())};
 }
 
 std::string PciClassName(uint16_t class_id) {

@@ -36,6 +36,15 @@ void PCIDevice::ClassInit(PCIDeviceClass& k) {
                           "Slot and optional function number, example: 06.0 or 06"));
   k.AddProperty(qom::Prop("multifunction", &PCIDevice::multifunction_, false,
                           "on: other functions of this slot may be populated"));
+  // Identity overrides, as QEMU's x-pci-* properties; kIdFromClass keeps the class's value.
+  k.AddProperty(qom::Prop("x-pci-vendor-id", &PCIDevice::vendor_id_prop_, kIdFromClass,
+                          "vendor ID (default: the device type's)"));
+  k.AddProperty(qom::Prop("x-pci-device-id", &PCIDevice::device_id_prop_, kIdFromClass,
+                          "device ID (default: the device type's)"));
+  k.AddProperty(qom::Prop("x-pci-sub-vendor-id", &PCIDevice::sub_vendor_id_prop_, kIdFromClass,
+                          "subsystem vendor ID (default: the device type's)"));
+  k.AddProperty(qom::Prop("x-pci-sub-device-id", &PCIDevice::sub_device_id_prop_, kIdFromClass,
+                          "subsystem ID (default: the device type's)"));
 }
 
 PCIDevice::PCIDevice() = default;
@@ -50,6 +59,15 @@ const PciHostContext* PCIDevice::host_context() const {
 
 absl::Status PCIDevice::Realize() {
   VDEV_RETURN_IF_ERROR(DeviceState::Realize());
+  for (auto [name, v] : {std::pair{"x-pci-vendor-id", vendor_id_prop_},
+                         std::pair{"x-pci-device-id", device_id_prop_},
+                         std::pair{"x-pci-sub-vendor-id", sub_vendor_id_prop_},
+                         std::pair{"x-pci-sub-device-id", sub_device_id_prop_}}) {
+    if (v != kIdFromClass && v > 0xffff) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: property '%s' expects an ID in [0, 0xffff], got 0x%x", DisplayName(), name, v));
+    }
+  }
   InitConfigHeader();
   return absl::OkStatus();
 }
@@ -85,16 +103,19 @@ void PCIDevice::InitConfigHeader() {
   w1cmask_.fill(0);
   cap_used_.fill(false);
   uint8_t* c = config_.data();
-  Put16(c + kVendorId, k.vendor_id);
-  Put16(c + kDeviceId, k.device_id);
+  auto pick = [](uint32_t prop, uint16_t klass) {
+    return prop == kIdFromClass ? klass : static_cast<uint16_t>(prop);
+  };
+  Put16(c + kVendorId, pick(vendor_id_prop_, k.vendor_id));
+  Put16(c + kDeviceId, pick(device_id_prop_, k.device_id));
   c[kRevisionId] = k.revision;
   c[kClassProg] = k.prog_if;
   Put16(c + kClassDevice, k.class_id);
   c[kHeaderType] =
       static_cast<uint8_t>(k.header_type | (multifunction_ ? kHeaderTypeMultiFunction : 0));
   if (k.header_type == 0) {  // type 1 headers use these bytes for the prefetch window
-    Put16(c + kSubsystemVendorId, k.subsystem_vendor_id);
-    Put16(c + kSubsystemId, k.subsystem_id);
+    Put16(c + kSubsystemVendorId, pick(sub_vendor_id_prop_, k.subsystem_vendor_id));
+    Put16(c + kSubsystemId, pick(sub_device_id_prop_, k.subsystem_id));
   }
   c[kInterruptPin] = k.interrupt_pin;
   const uint16_t cmd_mask =

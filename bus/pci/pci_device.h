@@ -101,6 +101,11 @@ class PCIDevice : public DeviceState {
   uint8_t* config() { return config_.data(); }
   void SetConfigWriteMask(uint32_t offset, uint8_t mask) { wmask_[offset] = mask; }
   void SetConfigW1cMask(uint32_t offset, uint8_t mask) { w1cmask_[offset] = mask; }
+  // The IDs in configuration space (the class's, unless overridden by x-pci-* properties).
+  uint16_t vendor_id() const { return Peek16(kVendorId); }
+  uint16_t device_id() const { return Peek16(kDeviceId); }
+  uint16_t subsystem_vendor_id() const { return Peek16(kSubsystemVendorId); }
+  uint16_t subsystem_id() const { return Peek16(kSubsystemId); }
   uint16_t command() const {
     return static_cast<uint16_t>(config_[kCommand] | config_[kCommand + 1] << 8);
   }
@@ -173,6 +178,9 @@ class PCIDevice : public DeviceState {
 
  private:
   friend class PCIBus;
+  uint16_t Peek16(uint32_t off) const {
+    return static_cast<uint16_t>(config_[off] | config_[off + 1] << 8);
+  }
   uint32_t ConfigReadLocked(uint32_t offset, int size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateIntxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MsixDeliverPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -187,8 +195,13 @@ class PCIDevice : public DeviceState {
   // Asks the bus to re-apply every BAR mapping (after command or BAR writes).
   void RequestRemap();
 
+  static constexpr uint32_t kIdFromClass = 0xffffffff;
   qom::PciDevFn addr_;
   bool multifunction_ = false;
+  uint32_t vendor_id_prop_ = kIdFromClass;
+  uint32_t device_id_prop_ = kIdFromClass;
+  uint32_t sub_vendor_id_prop_ = kIdFromClass;
+  uint32_t sub_device_id_prop_ = kIdFromClass;
 
   mutable absl::Mutex mu_;
   std::array<uint8_t, kExpressConfigSpaceSize> config_{};

@@ -17,7 +17,7 @@ void FormatBus(PCIBus& bus, std::string* out, int depth) {
     absl::StrAppendFormat(out, "  Bus %2u, device %3d, function %d:\n", busnr, devfn >> 3,
                           devfn & 7);
     absl::StrAppendFormat(out, "    %s: PCI device %04x:%04x\n", PciClassName(k.class_id),
-                          k.vendor_id, k.device_id);
+                          d->vendor_id(), d->device_id());
     if (k.header_type == 0) {
       absl::StrAppendFormat(out, "      PCI subsystem %04x:%04x\n",
                             d->ConfigRead(kSubsystemVendorId, 2), d->ConfigRead(kSubsystemId, 2));

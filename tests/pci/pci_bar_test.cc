@@ -60,6 +60,27 @@ class BarTestDevice : public PCIDevice {
 };
 VDEV_REGISTER_TYPE(BarTestDevice);
 
+// A PCI Express endpoint: 4 KiB of configuration space.
+class ExpressTestDevice : public PCIDevice {
+ public:
+  static constexpr char kTypeName[] = "express-test-device";
+  using Parent = PCIDevice;
+  static void ClassInit(PCIDeviceClass& k) {
+    k.vendor_id = 0x1b36;
+    k.device_id = 0x00f2;
+    k.is_express = true;
+  }
+
+ protected:
+  absl::Status Realize() override {
+    VDEV_RETURN_IF_ERROR(PCIDevice::Realize());
+    config()[0x100] = 0x0b;  // an extended capability header (vendor-specific), read-only
+    SetConfigWriteMask(0x104, 0xff);
+    return absl::OkStatus();
+  }
+};
+VDEV_REGISTER_TYPE(ExpressTestDevice);
+
 class PciBarTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -206,6 +227,32 @@ TEST_F(PciBarTest, AbsentFunctionsAndExtendedSpaceOfAConventionalDeviceReadAllOn
   // Function 1 of a slot whose function 0 is absent is invisible (PCI 3.0 §6.2.1).
   Add("bar-test-device,id=lonely,addr=8.1");
   EXPECT_EQ(guest_->ConfigRead(0, 8 << 3 | 1, kVendorId, 2), 0xffffu);
+}
+
+TEST_F(PciBarTest, ExpressDeviceHasFourKilobytesOfConfigSpaceThroughEcam) {
+  PCIDevice* d = Add("express-test-device,id=x,addr=6");
+  PciGuest ecam(m_->io_space(), m_->memory_space(), PciGuest::Mechanism::kEcam);
+  EXPECT_EQ(d->config_size(), 4096u);
+  EXPECT_EQ(ecam.ConfigRead(0, 6 << 3, 0x100, 4), 0x0bu);
+  ecam.ConfigWrite(0, 6 << 3, 0x100, 0xffffffff, 4);  // read-only
+  EXPECT_EQ(ecam.ConfigRead(0, 6 << 3, 0x100, 4), 0x0bu);
+  ecam.ConfigWrite(0, 6 << 3, 0x104, 0x1234, 2);
+  EXPECT_EQ(ecam.ConfigRead(0, 6 << 3, 0x104, 2), 0x34u);  // only the writable byte took
+  EXPECT_EQ(ecam.ConfigRead(0, 6 << 3, 0xffc, 4), 0u);
+  // Mechanism #1 reaches only the first 256 bytes.
+  EXPECT_EQ(guest_->ConfigRead(0, 6 << 3, kVendorId, 4), 0x00f21b36u);
+}
+
+TEST_F(PciBarTest, IdPropertiesOverrideTheClassIds) {
+  Add("bar-test-device,id=t,addr=7,x-pci-vendor-id=0x8086,x-pci-device-id=0x10d3,"
+      "x-pci-sub-vendor-id=0x1af4,x-pci-sub-device-id=0x1100");
+  EXPECT_EQ(guest_->ConfigRead(0, 7 << 3, kVendorId, 4), 0x10d38086u);
+  EXPECT_EQ(guest_->ConfigRead(0, 7 << 3, kSubsystemVendorId, 4), 0x11001af4u);
+  auto bad = m_->DeviceAdd("bar-test-device,id=u,x-pci-vendor-id=0x10000");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "bar-test-device 'u': property 'x-pci-vendor-id' expects an ID in [0, 0xffff], got "
+            "0x10000");
 }
 
 TEST_F(PciBarTest, ConfigDisabledAddressRegisterReadsAllOnes) {
