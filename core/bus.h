@@ -73,6 +73,9 @@ class BusState : public qom::Object {
   // Called after the device joined / before it leaves.
   virtual void OnAttach(DeviceState& dev) {}
   virtual void OnDetach(DeviceState& dev) {}
+  // Called when `dev` starts to unrealize, before its own Unrealize and before the devices on
+  // its buses: the bus hides it from the guest here (e.g. config cycles, BAR mappings).
+  virtual void BeforeUnrealize(DeviceState& dev) {}
 
  private:
   friend class DeviceState;

@@ -56,6 +56,7 @@ absl::Status DeviceState::RealizeDevice() {
 
 void DeviceState::UnrealizeDevice() {
   if (!realized_) return;
+  if (parent_bus_ != nullptr) parent_bus_->BeforeUnrealize(*this);
   for (auto bus = child_buses_.rbegin(); bus != child_buses_.rend(); ++bus) {
     std::vector<DeviceState*> devs = (*bus)->devices();
     for (auto d = devs.rbegin(); d != devs.rend(); ++d) (*d)->UnrealizeDevice();

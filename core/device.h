@@ -20,6 +20,7 @@
 #ifndef VDEV_CORE_DEVICE_H_
 #define VDEV_CORE_DEVICE_H_
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -135,7 +136,8 @@ class DeviceState : public qom::Object {
   absl::Status AdoptChildBus(std::string name, std::unique_ptr<BusState> bus);
 
   std::string id_;
-  bool realized_ = false;
+  // Atomic: buses read it from vCPU threads to tell whether a device is fully realized.
+  std::atomic<bool> realized_{false};
   BusState* parent_bus_ = nullptr;
   std::vector<BusState*> child_buses_;
   Counters counters_;

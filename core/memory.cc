@@ -13,6 +13,11 @@ namespace {
 
 // Serialises every change to any region tree and every flat-view rebuild.
 ABSL_CONST_INIT absl::Mutex g_topology_mu(absl::kConstInit);
+// Held while a destroyed region waits for in-flight accesses, and by a destroyed address space,
+// so that the wait never looks at an address space being freed. Taken before g_topology_mu.
+ABSL_CONST_INIT absl::Mutex g_sync_mu(absl::kConstInit);
+// Every address space (guarded by g_topology_mu).
+std::vector<AddressSpace*>* g_all_spaces = nullptr;
 
 // Regions whose handlers run on this thread right now (the re-entrancy guard), and the number of
 // dispatches in progress on this thread.
@@ -177,9 +182,15 @@ void MemoryRegion::TopologyChanged() {
 }
 
 MemoryRegion::~MemoryRegion() {
-  std::vector<AddressSpace*> affected;
+  // A thread inside a dispatch may itself be a reader of the views that mention this region:
+  // it cannot wait for them (nor block behind a thread that waits for it).
+  const bool can_wait = tls_dispatch.depth == 0;
+  std::unique_ptr<absl::MutexLock> sync;
+  if (can_wait) sync = std::make_unique<absl::MutexLock>(&g_sync_mu);
+  std::vector<AddressSpace*> spaces;
   {
     absl::MutexLock l(&g_topology_mu);
+    std::vector<AddressSpace*> affected;
     absl::flat_hash_set<MemoryRegion*> seen;
     CollectAddressSpaces(
         this, seen, affected,
@@ -199,13 +210,23 @@ MemoryRegion::~MemoryRegion() {
     for (MemoryRegion* a : aliased_by_) a->alias_target_ = nullptr;
     aliased_by_.clear();
     for (AddressSpace* as : address_spaces_) as->root_ = nullptr;
-    // Rebuild now, even inside a transaction: the old views point at this region.
-    for (AddressSpace* as : affected) as->Rebuild();
-  }
-  for (AddressSpace* as : affected) {
-    if (std::find(address_spaces_.begin(), address_spaces_.end(), as) == address_spaces_.end()) {
-      as->Synchronize();
+    // Rebuild now, even inside a transaction: the current views may point at this region (also
+    // those of address spaces it already left during a transaction that has not ended yet).
+    if (g_all_spaces != nullptr) {
+      for (AddressSpace* as : *g_all_spaces) {
+        if (as->dirty_ || std::find(affected.begin(), affected.end(), as) != affected.end()) {
+          as->Rebuild();
+        }
+      }
+      spaces = *g_all_spaces;
     }
+  }
+  // Accesses that started before the rebuild may still be running a handler of this region (or
+  // of a region it contained): wait for every address space's in-flight accesses to finish. The
+  // region may have left its address space earlier (RemoveSubregion does not wait), so all are
+  // checked, not only those it was still visible in.
+  if (can_wait) {
+    for (AddressSpace* as : spaces) as->Synchronize();
   }
 }
 
@@ -268,13 +289,19 @@ MemoryTransaction::~MemoryTransaction() {
 AddressSpace::AddressSpace(std::string name, MemoryRegion* root)
     : name_(std::move(name)), root_(root) {
   absl::MutexLock l(&g_topology_mu);
+  if (g_all_spaces == nullptr) g_all_spaces = new std::vector<AddressSpace*>();
+  g_all_spaces->push_back(this);
   root_->address_spaces_.push_back(this);
   Rebuild();
 }
 
 AddressSpace::~AddressSpace() {
   {
+    std::unique_ptr<absl::MutexLock> sync;
+    if (tls_dispatch.depth == 0) sync = std::make_unique<absl::MutexLock>(&g_sync_mu);
     absl::MutexLock l(&g_topology_mu);
+    g_all_spaces->erase(std::remove(g_all_spaces->begin(), g_all_spaces->end(), this),
+                        g_all_spaces->end());
     if (root_ != nullptr) {
       auto& v = root_->address_spaces_;
       v.erase(std::remove(v.begin(), v.end(), this), v.end());

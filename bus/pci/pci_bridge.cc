@@ -40,6 +40,13 @@ void PCIBridge::Unrealize() {
   PCIDevice::Unrealize();
 }
 
+void PCIBridge::ConfigWritten(uint32_t offset, int size) {
+  PCIDevice::ConfigWritten(offset, size);
+  if (offset + static_cast<uint32_t>(size) > kPrimaryBus && offset < kBridgeControl + 2) {
+    RequestRemap();
+  }
+}
+
 void PCIBridge::Reset() {
   PCIDevice::Reset();
   InitBridgeRegisters();

@@ -27,6 +27,8 @@ class PCIBridge : public PCIDevice {
   absl::Status Realize() override;
   void Unrealize() override;
   void Reset() override;
+  // Bus numbers, windows and bridge control change what is behind the bridge: remap.
+  void ConfigWritten(uint32_t offset, int size) override;
 
  private:
   void InitBridgeRegisters();

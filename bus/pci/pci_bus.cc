@@ -71,15 +71,27 @@ absl::Status PCIBus::CheckPlug(DeviceState& dev) {
 
 void PCIBus::OnAttach(DeviceState& dev) {
   auto* pd = static_cast<PCIDevice*>(&dev);  // CheckPlug verified the type
+  absl::WriterMutexLock l(&config_mutex());
   slots_[static_cast<size_t>(pd->addr_.devfn)] = &dev;
 }
 
 void PCIBus::OnDetach(DeviceState& dev) {
   // No downcast here: a device can be detached from its own destructor, when only its
   // DeviceState part is left. Compare base pointers instead.
+  absl::WriterMutexLock l(&config_mutex());
   for (DeviceState*& slot : slots_) {
     if (slot == &dev) slot = nullptr;
   }
+}
+
+void PCIBus::BeforeUnrealize(DeviceState& dev) {
+  auto* pd = static_cast<PCIDevice*>(&dev);
+  {
+    // Exclusive: config cycles already looking at the device finish first; later ones skip it.
+    absl::WriterMutexLock l(&config_mutex());
+    pd->unplugging_.store(true);
+  }
+  UnmapDevice(*pd);
 }
 
 const PciHostContext* PCIBus::host_context() const {
@@ -109,11 +121,20 @@ namespace {
 uint32_t Cfg(PCIDevice& d, uint32_t off, int size) { return d.ConfigRead(off, size); }
 
 // Child buses of the bridges plugged on `bus`.
+// Realized functions of `bus` that are not leaving, in devfn order.
+std::vector<PCIDevice*> LiveFunctions(const PCIBus& bus) {
+  std::vector<PCIDevice*> out;
+  for (int devfn = 0; devfn < kSlotsPerBus * kFunctionsPerSlot; ++devfn) {
+    PCIDevice* pd = bus.device_at(devfn);
+    if (pd != nullptr && pd->live()) out.push_back(pd);
+  }
+  return out;
+}
+
 std::vector<std::pair<PCIDevice*, PCIBus*>> BridgesOn(const PCIBus& bus) {
   std::vector<std::pair<PCIDevice*, PCIBus*>> out;
-  for (DeviceState* d : bus.devices()) {
-    auto* pd = static_cast<PCIDevice*>(d);
-    if (!pd->realized() || pd->pci_class().header_type != kHeaderTypeBridge) continue;
+  for (PCIDevice* pd : LiveFunctions(bus)) {
+    if (pd->pci_class().header_type != kHeaderTypeBridge) continue;
     for (BusState* c : pd->child_buses()) {
       if (auto* pb = qom::DynamicCast<PCIBus>(c)) out.emplace_back(pd, pb);
     }
@@ -153,8 +174,9 @@ namespace {
 
 struct Window {
   uint64_t base = 1, limit = 0;  // empty
+  // A window with base above limit is closed (how firmware and OSes turn one off).
   bool Contains(uint64_t a, uint64_t size) const {
-    return size != 0 && a >= base && a - base <= limit - base && size - 1 <= limit - a;
+    return size != 0 && base <= limit && a >= base && a <= limit && size - 1 <= limit - a;
   }
 };
 
@@ -198,9 +220,8 @@ struct Placement {
 // of every bridge above (`up`).
 void Collect(PCIBus& bus, const std::vector<Windows>& up, PCIDevice* skip,
              std::vector<Placement>* out) {
-  for (DeviceState* d : bus.devices()) {
-    auto* pd = static_cast<PCIDevice*>(d);
-    if (pd == skip || !pd->realized()) continue;
+  for (PCIDevice* pd : LiveFunctions(bus)) {
+    if (pd == skip) continue;
     const uint16_t cmd = pd->command();
     for (int i = 0; i < kNumBars; ++i) {
       const PciBar& b = pd->bar(i);

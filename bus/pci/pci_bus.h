@@ -1,7 +1,9 @@
 // PCIBus: 32 slots x 8 functions (QEMU's TYPE_PCI_BUS, "PCI"). Assigns `addr=` or the first
 // free slot and enforces the multifunction rules of PCI 3.0 §6.2.1 (header type bit 7).
 //
-// Thread-safety: control-plane thread only.
+// Thread-safety: plug and unplug on the control-plane thread. Guest config cycles and BAR
+// remapping may run on vCPU threads: they see a device only once it is realized and until it
+// starts to unrealize, and they read the slot table under config_mutex().
 #ifndef VDEV_BUS_PCI_PCI_BUS_H_
 #define VDEV_BUS_PCI_PCI_BUS_H_
 
@@ -71,10 +73,16 @@ class PCIBus : public BusState {
   // Removes `dev`'s BARs from the address spaces (it is being unrealized) and re-maps the rest.
   void UnmapDevice(PCIDevice& dev);
 
+  // Held shared by guest config cycles (PCIHostBridge) and exclusively while the slot table of
+  // any bus of the hierarchy changes or a device is being hidden. On the root bus.
+  absl::Mutex& config_mutex() { return root_bus()->config_mu_; }
+
  protected:
   absl::Status CheckPlug(DeviceState& dev) override;
   void OnAttach(DeviceState& dev) override;
   void OnDetach(DeviceState& dev) override;
+  // Hides the device from config cycles (waiting for those in flight) and unmaps its BARs.
+  void BeforeUnrealize(DeviceState& dev) override;
 
  private:
   void UpdateMappingsSkipping(PCIDevice* skip);
@@ -84,6 +92,7 @@ class PCIBus : public BusState {
   const PciHostContext* host_context_ = nullptr;
   // Serialises mapping updates of the hierarchy (held on the root bus).
   absl::Mutex remap_mu_;
+  absl::Mutex config_mu_;
 };
 
 // A human-readable class name ("Ethernet controller") for a class code (class << 8 | subclass).

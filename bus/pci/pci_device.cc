@@ -28,6 +28,20 @@ bool Touches(uint32_t off, int size, uint32_t reg, uint32_t reg_size) {
   return RangesOverlap(off, static_cast<uint64_t>(size), reg, reg_size);
 }
 
+struct MsiLayout {
+  bool is64, maskable;
+  unsigned data_off, mask_off, pending_off;
+};
+MsiLayout LayoutOf(uint16_t flags, uint8_t cap) {
+  MsiLayout m;
+  m.is64 = flags & kMsiFlags64Bit;
+  m.maskable = flags & kMsiFlagsMaskBit;
+  m.data_off = cap + (m.is64 ? 12u : 8u);
+  m.mask_off = m.data_off + 4;
+  m.pending_off = m.data_off + 8;
+  return m;
+}
+
 }  // namespace
 
 void PCIDevice::ClassInit(PCIDeviceClass& k) {
@@ -59,6 +73,7 @@ const PciHostContext* PCIDevice::host_context() const {
 
 absl::Status PCIDevice::Realize() {
   VDEV_RETURN_IF_ERROR(DeviceState::Realize());
+  unplugging_.store(false);
   for (auto [name, v] : {std::pair{"x-pci-vendor-id", vendor_id_prop_},
                          std::pair{"x-pci-device-id", device_id_prop_},
                          std::pair{"x-pci-sub-vendor-id", sub_vendor_id_prop_},
@@ -78,20 +93,20 @@ void PCIDevice::Unrealize() {
     intx_level_ = false;
     UpdateIntxLocked();
   }
-  if (PCIBus* b = pci_bus()) b->UnmapDevice(*this);
-  // Back to the unrealized state, so that a later Realize declares everything afresh.
+  // The bus already hid the device and unmapped its BARs (PCIBus::BeforeUnrealize). Destroying
+  // the regions waits for accesses still running in them; then the state they use can go.
   msix_table_region_.reset();
   msix_pba_region_.reset();
+  for (PciBar& b : bars_) b = PciBar{};
   {
     absl::MutexLock l(&mu_);
     msix_table_.clear();
     msix_pba_.clear();
+    msix_cap_ = 0;
+    msix_vectors_ = 0;
+    msi_cap_ = 0;
+    msi_vectors_ = 0;
   }
-  msix_cap_ = 0;
-  msix_vectors_ = 0;
-  msi_cap_ = 0;
-  msi_vectors_ = 0;
-  for (PciBar& b : bars_) b = PciBar{};
   DeviceState::Unrealize();
 }
 
@@ -142,6 +157,10 @@ void PCIDevice::Reset() {
         e[kMsixEntryVectorCtrl] = kMsixEntryCtrlMasked;
       }
       std::fill(msix_pba_.begin(), msix_pba_.end(), 0);
+    }
+    if (msi_cap_ != 0) {  // the pending bits are read-only: the mask-based reset keeps them
+      const MsiLayout m = LayoutOf(Get16(config_.data() + msi_cap_ + kMsiFlags), msi_cap_);
+      if (m.maskable) Put32(config_.data() + m.pending_off, 0);
     }
     intx_level_ = false;
     UpdateIntxLocked();
@@ -196,10 +215,20 @@ void PCIDevice::ConfigWritten(uint32_t offset, int size) {
   {
     absl::MutexLock l(&mu_);
     if (Touches(offset, size, kCommand, 2)) UpdateIntxLocked();
-    if (msix_cap_ != 0 && Touches(offset, size, msix_cap_ + kMsixFlags, 2)) {
-      MsixDeliverPendingLocked();
-    }
+    const bool msix_ctl = msix_cap_ != 0 && Touches(offset, size, msix_cap_ + kMsixFlags, 2);
+    const bool msi_ctl = msi_cap_ != 0 && Touches(offset, size, msi_cap_ + kMsiFlags, 2);
+    if (msix_ctl) MsixDeliverPendingLocked();
     if (msi_cap_ != 0 && Touches(offset, size, msi_cap_, 24)) MsiDeliverPendingLocked();
+    // A function using MSI or MSI-X does not drive INTx (QEMU's pci_device_deassert_intx): a
+    // level latched before the switch would otherwise stay on a shared line nobody acknowledges.
+    const bool msi_on =
+        msi_cap_ != 0 && (Get16(config_.data() + msi_cap_ + kMsiFlags) & kMsiFlagsEnable);
+    const bool msix_on =
+        msix_cap_ != 0 && (Get16(config_.data() + msix_cap_ + kMsixFlags) & kMsixFlagsEnable);
+    if ((msi_ctl && msi_on) || (msix_ctl && msix_on)) {
+      intx_level_ = false;
+      UpdateIntxLocked();
+    }
   }
   if (remap) RequestRemap();
 }
@@ -328,26 +357,10 @@ absl::Status PCIDevice::InitMsi(uint8_t offset, unsigned vectors, bool is_64bit,
 }
 
 bool PCIDevice::msi_enabled() const {
-  if (msi_cap_ == 0) return false;
   absl::MutexLock l(&mu_);
+  if (msi_cap_ == 0) return false;
   return Get16(config_.data() + msi_cap_ + kMsiFlags) & kMsiFlagsEnable;
 }
-
-namespace {
-struct MsiLayout {
-  bool is64, maskable;
-  unsigned data_off, mask_off, pending_off;
-};
-MsiLayout LayoutOf(uint16_t flags, uint8_t cap) {
-  MsiLayout m;
-  m.is64 = flags & kMsiFlags64Bit;
-  m.maskable = flags & kMsiFlagsMaskBit;
-  m.data_off = cap + (m.is64 ? 12u : 8u);
-  m.mask_off = m.data_off + 4;
-  m.pending_off = m.data_off + 8;
-  return m;
-}
-}  // namespace
 
 void PCIDevice::MsiNotify(unsigned vector) {
   absl::MutexLock l(&mu_);
@@ -475,8 +488,8 @@ absl::Status PCIDevice::InitMsixExclusiveBar(unsigned vectors, int bar) {
 }
 
 bool PCIDevice::msix_enabled() const {
-  if (msix_cap_ == 0) return false;
   absl::MutexLock l(&mu_);
+  if (msix_cap_ == 0) return false;
   return Get16(config_.data() + msix_cap_ + kMsixFlags) & kMsixFlagsEnable;
 }
 
@@ -521,7 +534,7 @@ bool PCIDevice::MsixPending(unsigned vector) const {
 }
 
 void PCIDevice::MsixDeliverPendingLocked() {
-  if (msix_vectors_ == 0) return;
+  if (msix_vectors_ == 0 || msix_table_.empty()) return;
   if (!(Get16(config_.data() + msix_cap_ + kMsixFlags) & kMsixFlagsEnable)) return;
   const PciHostContext* ctx = host_context();
   for (unsigned v = 0; v < msix_vectors_; ++v) {
@@ -588,7 +601,7 @@ void PCIDevice::UpdateIntxLocked() {
   uint16_t status = Get16(config_.data() + kStatus);
   status = intx_level_ ? (status | kStatusInterrupt) : (status & ~kStatusInterrupt);
   Put16(config_.data() + kStatus, status);
-  const bool assert_line = intx_level_ && pin != 0 && !(command() & kCommandIntxDisable);
+  const bool assert_line = intx_level_ && pin != 0 && !(CommandLocked() & kCommandIntxDisable);
   if (assert_line == intx_asserted_) return;
   intx_asserted_ = assert_line;
   PCIBus* bus = pci_bus();

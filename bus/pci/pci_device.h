@@ -29,6 +29,7 @@
 #define VDEV_BUS_PCI_PCI_DEVICE_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -88,6 +89,8 @@ class PCIDevice : public DeviceState {
   qom::PciDevFn devfn() const { return addr_; }
   bool multifunction() const { return multifunction_; }
   PCIBus* pci_bus() const;
+  // Realized and not being unrealized: what guests and the bus may touch.
+  bool live() const { return realized() && !unplugging_.load(); }
   uint32_t config_size() const { return pci_class().is_express ? kExpressConfigSpaceSize : 256; }
 
   // ---- configuration space ----
@@ -107,7 +110,8 @@ class PCIDevice : public DeviceState {
   uint16_t subsystem_vendor_id() const { return Peek16(kSubsystemVendorId); }
   uint16_t subsystem_id() const { return Peek16(kSubsystemId); }
   uint16_t command() const {
-    return static_cast<uint16_t>(config_[kCommand] | config_[kCommand + 1] << 8);
+    absl::MutexLock l(&mu_);
+    return CommandLocked();
   }
   bool bus_master() const { return command() & kCommandMaster; }
 
@@ -142,7 +146,10 @@ class PCIDevice : public DeviceState {
   // The same with a BAR of its own (QEMU's msix_init_exclusive_bar).
   absl::Status InitMsixExclusiveBar(unsigned vectors, int bar);
   bool msix_enabled() const;
-  unsigned msix_vectors() const { return msix_vectors_; }
+  unsigned msix_vectors() const {
+    absl::MutexLock l(&mu_);
+    return msix_vectors_;
+  }
   // Delivers MSI-X `vector`, or sets its pending bit while it or the function is masked. A
   // vector >= the table size is no vector: counted as a guest error, nothing delivered.
   void MsixNotify(unsigned vector);
@@ -175,9 +182,12 @@ class PCIDevice : public DeviceState {
   // Called after a guest config write was applied (offset and size of the access). Overrides
   // call the parent's.
   virtual void ConfigWritten(uint32_t offset, int size);
+  // Asks the bus to re-apply every BAR mapping (after command, BAR or bridge-window writes).
+  void RequestRemap();
 
  private:
   friend class PCIBus;
+  uint16_t CommandLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Peek16(kCommand); }
   uint16_t Peek16(uint32_t off) const {
     return static_cast<uint16_t>(config_[off] | config_[off + 1] << 8);
   }
@@ -192,10 +202,9 @@ class PCIDevice : public DeviceState {
   void MsixTableWrite(uint64_t off, uint64_t value, unsigned size);
   uint64_t MsixPbaRead(uint64_t off, unsigned size);
   void MsixPbaWrite(uint64_t off, uint64_t value, unsigned size);
-  // Asks the bus to re-apply every BAR mapping (after command or BAR writes).
-  void RequestRemap();
 
   static constexpr uint32_t kIdFromClass = 0xffffffff;
+  std::atomic<bool> unplugging_{false};
   qom::PciDevFn addr_;
   bool multifunction_ = false;
   uint32_t vendor_id_prop_ = kIdFromClass;
@@ -211,11 +220,11 @@ class PCIDevice : public DeviceState {
 
   std::array<PciBar, kNumBars> bars_;
 
-  uint8_t msi_cap_ = 0;
-  unsigned msi_vectors_ = 0;
+  uint8_t msi_cap_ ABSL_GUARDED_BY(mu_) = 0;
+  unsigned msi_vectors_ ABSL_GUARDED_BY(mu_) = 0;
 
-  uint8_t msix_cap_ = 0;
-  unsigned msix_vectors_ = 0;
+  uint8_t msix_cap_ ABSL_GUARDED_BY(mu_) = 0;
+  unsigned msix_vectors_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<uint8_t> msix_table_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> msix_pba_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<MemoryRegion> msix_table_region_;

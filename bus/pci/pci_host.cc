@@ -36,11 +36,13 @@ PCIDevice* PCIHostBridge::FunctionAt(uint8_t bus, uint8_t devfn) {
   if (b == nullptr) return nullptr;
   PCIDevice* d = b->device_at(devfn);
   // Functions other than 0 are visible only when function 0 exists (PCI 3.0 §6.2.1).
-  if (d == nullptr || !d->realized() || b->device_at(devfn & ~7) == nullptr) return nullptr;
+  PCIDevice* f0 = b->device_at(devfn & ~7);
+  if (d == nullptr || !d->live() || f0 == nullptr || !f0->live()) return nullptr;
   return d;
 }
 
 uint32_t PCIHostBridge::ConfigRead(uint8_t bus, uint8_t devfn, uint32_t offset, int size) {
+  absl::ReaderMutexLock l(&bus_->config_mutex());
   PCIDevice* d = FunctionAt(bus, devfn);
   if (d == nullptr || offset >= d->config_size()) {
     return size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
@@ -50,6 +52,7 @@ uint32_t PCIHostBridge::ConfigRead(uint8_t bus, uint8_t devfn, uint32_t offset, 
 
 void PCIHostBridge::ConfigWrite(uint8_t bus, uint8_t devfn, uint32_t offset, uint32_t value,
                                 int size) {
+  absl::ReaderMutexLock l(&bus_->config_mutex());
   PCIDevice* d = FunctionAt(bus, devfn);
   if (d == nullptr || offset >= d->config_size()) return;
   d->ConfigWrite(offset, value, size);

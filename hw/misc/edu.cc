@@ -174,7 +174,7 @@ void EduDevice::RaiseIrqLocked(uint32_t bits) {
 
 void EduDevice::LowerIrqLocked(uint32_t bits) {
   irq_status_ &= ~bits;
-  if (irq_status_ == 0 && !msi_enabled() && !msix_enabled()) SetIrq(false);
+  if (irq_status_ == 0) SetIrq(false);  // also when MSI took over: nothing may stay latched
 }
 
 VDEV_REGISTER_TYPE(EduDevice);

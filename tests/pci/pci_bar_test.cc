@@ -1,6 +1,9 @@
 // BARs, configuration mechanisms, capabilities, MSI-X and bridges, driven only through
 // guest-visible accesses (the software guest), plus the hostile inputs of the "PCI config, BARs,
 // MSI-X, access widths" and "DMA targets" sections of HOSTILE_INPUTS.md.
+#include <atomic>
+#include <thread>
+
 #include "bus/pci/pci_bridge.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_device.h"
@@ -426,6 +429,76 @@ TEST_F(PciBarTest, UnpluggedDeviceLeavesTheAddressSpaces) {
   ASSERT_TRUE(m_->DeviceDel("t").ok());
   EXPECT_EQ(Mem(a), 0xffffffffu);
   EXPECT_EQ(guest_->ConfigRead(f->bus, f->devfn, kVendorId, 4), 0xffffffffu);
+}
+
+TEST_F(PciBarTest, ClosingABridgeWindowUnmapsWhatIsBehindIt) {
+  Add("pci-bridge,id=br0,addr=3");
+  auto* d = Add("bar-test-device,id=t,bus=br0,addr=2");
+  guest_->Enumerate();
+  const auto* f = guest_->Find(0x1b36, 0x00f1);
+  const auto* br = guest_->Find(0x1b36, 0x0001);
+  EXPECT_EQ(d->bar(1).mapped_at, f->bars[1].addr);
+  // Closed the way firmware does it: base above limit.
+  guest_->ConfigWrite(*br, kIoBase, 0xf0, 1);
+  guest_->ConfigWrite(*br, kIoLimit, 0x00, 1);
+  EXPECT_EQ(d->bar(1).mapped_at, kBarUnmapped);
+  EXPECT_EQ(guest_->BarRead(*f, 1, 0, 2), 0xffffu);
+  // An I/O BAR at 0xf000 is not inside a closed window either.
+  guest_->ConfigWrite(*f, kBar0 + 4, 0xf000, 4);
+  EXPECT_EQ(d->bar(1).mapped_at, kBarUnmapped);
+  // Re-opening the window around it maps it again.
+  guest_->ConfigWrite(*br, kIoBase, 0xf0, 1);
+  guest_->ConfigWrite(*br, kIoLimit, 0xf0, 1);
+  EXPECT_EQ(d->bar(1).mapped_at, 0xf000u);
+}
+
+TEST_F(PciBarTest, EnablingMsiDropsALatchedIntxLevel) {
+  Add("edu,id=e");
+  guest_->Enumerate();
+  const auto* f = guest_->Find(0x1234, 0x11e8);
+  guest_->BarWrite(*f, 0, 0x60, 0x1, 4);  // INTx raised
+  EXPECT_TRUE(sink_.level(f->irq_line));
+  guest_->EnableMsi(*f, 0xfee00000, 0x41);
+  EXPECT_FALSE(sink_.level(f->irq_line));
+  guest_->BarWrite(*f, 0, 0x64, 0x1, 4);
+  // Back to INTx (MSI off): nothing is left asserted.
+  const uint8_t cap = guest_->FindCapability(*f, kCapIdMsi);
+  guest_->ConfigWrite(*f, cap + kMsiFlags, 0, 2);
+  EXPECT_FALSE(sink_.level(f->irq_line));
+}
+
+TEST_F(PciBarTest, UnplugWhileAGuestHammersConfigAndBarsIsSafe) {
+  // Another "vCPU" reads config space through ECAM, reads the BAR and writes the MSI-X table of
+  // a function that is unplugged and plugged again underneath it (ASan/UBSan builds check it).
+  PciGuest ecam(m_->io_space(), m_->memory_space(), PciGuest::Mechanism::kEcam);
+  Add("bar-test-device,id=t,addr=6");
+  ecam.Enumerate();
+  const PciGuest::Function f = *ecam.Find(0x1b36, 0x00f1);
+  const uint64_t table = ecam.MsixEntryAddress(f, 0);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> seen{0};
+  std::thread vcpu([&] {
+    AddressSpace& mem = m_->memory_space();
+    while (!stop.load()) {
+      const uint64_t id = mem.ReadValue(0xb0000000 + (6 << 15), 4);
+      EXPECT_TRUE(id == 0x00f11b36u || id == 0xffffffffu) << id;
+      mem.ReadValue(f.bars[0].addr, 4);
+      mem.Write(table + kMsixEntryVectorCtrl, 0, 4);
+      mem.Write(0xb0000000 + (6 << 15) + kCommand, kCommandMemory, 2);
+      seen.fetch_add(1);
+    }
+  });
+  // Until the other thread has been through its loop many times (bounded in any case).
+  for (int i = 0; i < 20000 && (i < 200 || seen.load() < 2000); ++i) {
+    ASSERT_TRUE(m_->DeviceDel("t").ok());
+    ASSERT_NE(Add("bar-test-device,id=t,addr=6"), nullptr);
+    // Program BAR0 and the MSI-X BAR where the other thread looks, as the guest did before.
+    m_->memory_space().Write(0xb0000000 + (6 << 15) + kBar0, f.bars[0].addr, 4);
+    m_->memory_space().Write(0xb0000000 + (6 << 15) + kBar0 + 16, f.bars[4].addr, 4);
+  }
+  stop = true;
+  vcpu.join();
+  EXPECT_GE(seen.load(), 2000u);
 }
 
 // ---- DMA targets ----
