@@ -29,9 +29,10 @@
 //
 // Thread-safety: Read/Write are thread-safe and lock-free with respect to each other and to
 // topology changes (a reader keeps the flat view it started with). Topology changes
-// (Add/RemoveSubregion, SetEnabled, SetOffset) are serialised by one global lock. A region must
-// outlive every access that can reach it: removing a region waits for in-flight accesses of the
-// address spaces it was visible in, except on a thread that is itself inside a dispatch.
+// (Add/RemoveSubregion, SetEnabled, SetOffset) are serialised by one global lock. Destroying a
+// region rebuilds the views that mention it and waits until no access that started before is
+// still in flight in any address space (so its handlers and the state they use may go next),
+// except on a thread that is itself inside a dispatch, which cannot wait for itself.
 #ifndef VDEV_CORE_MEMORY_H_
 #define VDEV_CORE_MEMORY_H_
 
