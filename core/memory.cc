@@ -145,33 +145,30 @@ MemoryRegion* MemoryRegion::Root() {
   return r;
 }
 
-namespace {
+namespace {}  // namespace
 
 // Every address space that renders `mr`: through its containers and through aliases of it.
-void CollectAddressSpaces(
-    MemoryRegion* mr, absl::flat_hash_set<MemoryRegion*>& seen, std::vector<AddressSpace*>& out,
-    const std::function<const std::vector<AddressSpace*>&(MemoryRegion*)>& spaces_of,
-    const std::function<const std::vector<MemoryRegion*>&(MemoryRegion*)>& aliases_of) {
-  for (MemoryRegion* r = mr; r != nullptr; r = r->container()) {
+void MemoryRegion::CollectSpaces(MemoryRegion* mr, absl::flat_hash_set<MemoryRegion*>& seen,
+                                 std::vector<AddressSpace*>& out) {
+  for (MemoryRegion* r = mr; r != nullptr; r = r->container_) {
     if (!seen.insert(r).second) return;
-    for (AddressSpace* as : spaces_of(r)) {
+    for (AddressSpace* as : r->address_spaces_) {
       if (std::find(out.begin(), out.end(), as) == out.end()) out.push_back(as);
     }
-    for (MemoryRegion* a : aliases_of(r)) CollectAddressSpaces(a, seen, out, spaces_of, aliases_of);
+    for (MemoryRegion* a : r->aliased_by_) CollectSpaces(a, seen, out);
   }
 }
 
-}  // namespace
+std::vector<AddressSpace*> MemoryRegion::SpacesRenderingThis() {
+  absl::flat_hash_set<MemoryRegion*> seen;
+  std::vector<AddressSpace*> out;
+  CollectSpaces(this, seen, out);
+  return out;
+}
 
 // Called with g_topology_mu held.
 void MemoryRegion::TopologyChanged() {
-  absl::flat_hash_set<MemoryRegion*> seen;
-  std::vector<AddressSpace*> spaces;
-  CollectAddressSpaces(
-      this, seen, spaces,
-      [](MemoryRegion* r) -> const std::vector<AddressSpace*>& { return r->address_spaces_; },
-      [](MemoryRegion* r) -> const std::vector<MemoryRegion*>& { return r->aliased_by_; });
-  for (AddressSpace* as : spaces) {
+  for (AddressSpace* as : SpacesRenderingThis()) {
     if (tls_transaction_depth > 0) {
       as->dirty_ = true;
       tls_pending->insert(as);
@@ -190,12 +187,7 @@ MemoryRegion::~MemoryRegion() {
   std::vector<AddressSpace*> spaces;
   {
     absl::MutexLock l(&g_topology_mu);
-    std::vector<AddressSpace*> affected;
-    absl::flat_hash_set<MemoryRegion*> seen;
-    CollectAddressSpaces(
-        this, seen, affected,
-        [](MemoryRegion* r) -> const std::vector<AddressSpace*>& { return r->address_spaces_; },
-        [](MemoryRegion* r) -> const std::vector<MemoryRegion*>& { return r->aliased_by_; });
+    const std::vector<AddressSpace*> affected = SpacesRenderingThis();
     if (container_ != nullptr) {
       auto& v = container_->subregions_;
       v.erase(std::remove(v.begin(), v.end(), this), v.end());

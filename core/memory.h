@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "core/base/counters.h"
@@ -126,6 +127,10 @@ class MemoryRegion {
   MemoryRegion(Kind kind, std::string name, uint64_t size);
   // Rebuilds every address space whose root contains this region.
   void TopologyChanged();
+  // The address spaces that render this region (through containers and aliases).
+  std::vector<AddressSpace*> SpacesRenderingThis();
+  static void CollectSpaces(MemoryRegion* mr, absl::flat_hash_set<MemoryRegion*>& seen,
+                            std::vector<AddressSpace*>& out);
   MemoryRegion* Root();
 
   Kind kind_;

@@ -619,25 +619,22 @@ GuestMemory* PCIDevice::dma_memory() const {
 }
 
 bool PCIDevice::DmaRead(GuestAddr addr, absl::Span<uint8_t> dst) {
-  GuestMemory* mem = dma_memory();
-  if (mem == nullptr || !bus_master() || !mem->Read(addr, dst)) {
-    VDEV_LOG_GUEST_ERROR(counters(), "dma_error", "%s: DMA read of %u bytes at 0x%x refused%s",
-                         DisplayName(), dst.size(), addr.value(),
-                         bus_master() ? "" : " (bus mastering disabled)");
-    return false;
-  }
-  return true;
+  GuestMemory* mem = bus_master() ? dma_memory() : nullptr;
+  return DmaDone(mem != nullptr && mem->Read(addr, dst), "read", addr, dst.size());
 }
 
 bool PCIDevice::DmaWrite(GuestAddr addr, absl::Span<const uint8_t> src) {
-  GuestMemory* mem = dma_memory();
-  if (mem == nullptr || !bus_master() || !mem->Write(addr, src)) {
-    VDEV_LOG_GUEST_ERROR(counters(), "dma_error", "%s: DMA write of %u bytes at 0x%x refused%s",
-                         DisplayName(), src.size(), addr.value(),
+  GuestMemory* mem = bus_master() ? dma_memory() : nullptr;
+  return DmaDone(mem != nullptr && mem->Write(addr, src), "write", addr, src.size());
+}
+
+bool PCIDevice::DmaDone(bool ok, const char* what, GuestAddr addr, size_t len) {
+  if (!ok) {
+    VDEV_LOG_GUEST_ERROR(counters(), "dma_error", "%s: DMA %s of %u bytes at 0x%x refused%s",
+                         DisplayName(), what, len, addr.value(),
                          bus_master() ? "" : " (bus mastering disabled)");
-    return false;
   }
-  return true;
+  return ok;
 }
 
 VDEV_REGISTER_TYPE(PCIDevice);

@@ -182,6 +182,8 @@ class PCIDevice : public DeviceState {
   // Called after a guest config write was applied (offset and size of the access). Overrides
   // call the parent's.
   virtual void ConfigWritten(uint32_t offset, int size);
+  // Counts and logs a refused DMA; returns `ok`.
+  bool DmaDone(bool ok, const char* what, GuestAddr addr, size_t len);
   // Asks the bus to re-apply every BAR mapping (after command, BAR or bridge-window writes).
   void RequestRemap();
 
