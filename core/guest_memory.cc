@@ -27,6 +27,7 @@ void GuestMemory::Clear() {
   }
   regions_.clear();
   owns_mapping_.clear();
+  ++generation_;
 }
 
 uint64_t GuestMemory::total_size() const {
@@ -48,6 +49,7 @@ absl::Status GuestMemory::Insert(GuestRamRegion r, bool owned_mapping) {
   const auto idx = it - regions_.begin();
   regions_.insert(it, std::move(r));
   owns_mapping_.insert(owns_mapping_.begin() + idx, owned_mapping);
+  ++generation_;
   return absl::OkStatus();
 }
 

@@ -76,6 +76,9 @@ class GuestMemory {
 
   // The regions, sorted by guest address.
   const std::vector<GuestRamRegion>& regions() const { return regions_; }
+  // Changes whenever a region is added or removed: users that cache host pointers (virtqueues)
+  // re-translate when it moves.
+  uint64_t generation() const { return generation_; }
   uint64_t total_size() const;
 
   // Appends host segments covering [gpa, gpa + len) to `out`, one per region crossed. False (and
@@ -117,6 +120,7 @@ class GuestMemory {
 
   std::vector<GuestRamRegion> regions_;  // sorted by gpa, non-overlapping
   std::vector<bool> owns_mapping_;       // parallel to regions_: munmap on removal
+  uint64_t generation_ = 0;
 };
 
 }  // namespace vdev

@@ -1,0 +1,289 @@
+#include "bus/virtio/virtio_device.h"
+
+#include "absl/strings/str_format.h"
+#include "bus/virtio/virtio_uapi.h"
+#include "core/base/checked_math.h"
+#include "core/base/logging.h"
+#include "core/base/status_macros.h"
+
+namespace vdev::virtio {
+
+// ---- VirtioBus ----
+
+void VirtioBus::ClassInit(BusClass& k) {
+  k.description = "the bus between a virtio transport and its device";
+  k.max_children = 1;
+}
+
+VirtIODevice* VirtioBus::device() const {
+  return devices().empty() ? nullptr : static_cast<VirtIODevice*>(devices().front());
+}
+
+void VirtioBus::OnAttach(DeviceState& dev) {
+  if (transport_ != nullptr) transport_->DevicePlugged(static_cast<VirtIODevice&>(dev));
+}
+
+void VirtioBus::OnDetach(DeviceState& dev) {
+  // No downcast of a possibly half-destroyed device: the transport only compares pointers.
+  if (transport_ != nullptr) transport_->DeviceUnplugged(*reinterpret_cast<VirtIODevice*>(&dev));
+}
+
+// ---- VirtIODevice ----
+
+void VirtIODevice::ClassInit(VirtIODeviceClass& k) {
+  k.bus_type = VirtioBus::kTypeName;
+  k.AddProperty(qom::Prop("indirect_desc", &VirtIODevice::indirect_desc_, true,
+                          "offer VIRTIO_RING_F_INDIRECT_DESC"));
+  k.AddProperty(
+      qom::Prop("event_idx", &VirtIODevice::event_idx_, true, "offer VIRTIO_RING_F_EVENT_IDX"));
+}
+
+VirtIODevice::VirtIODevice() = default;
+VirtIODevice::~VirtIODevice() = default;
+
+absl::Status VirtIODevice::Realize() {
+  VDEV_RETURN_IF_ERROR(DeviceState::Realize());
+  host_features_ = DeviceFeatures() | (uint64_t{1} << VIRTIO_F_VERSION_1);
+  if (indirect_desc_) host_features_ |= uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC;
+  if (event_idx_) host_features_ |= uint64_t{1} << VIRTIO_RING_F_EVENT_IDX;
+  absl::MutexLock l(&mu_);
+  config_.assign(config_size(), 0);
+  return absl::OkStatus();
+}
+
+void VirtIODevice::Unrealize() {
+  {
+    absl::MutexLock l(&mu_);
+    ResetLocked();
+  }
+  queues_.clear();
+  DeviceState::Unrealize();
+}
+
+void VirtIODevice::Reset() {
+  VirtioReset();
+  DeviceState::Reset();
+}
+
+VirtQueue* VirtIODevice::AddQueue(uint16_t max_size) {
+  VDEV_CHECK(IsPowerOfTwo(max_size) && max_size <= kMaxQueueSize);
+  queues_.push_back(std::make_unique<VirtQueue>(static_cast<uint16_t>(queues_.size()), max_size));
+  return queues_.back().get();
+}
+
+void VirtIODevice::SetLegacy(bool legacy) {
+  absl::MutexLock l(&mu_);
+  legacy_ = legacy;
+}
+
+bool VirtIODevice::legacy() const {
+  absl::MutexLock l(&mu_);
+  return legacy_;
+}
+
+uint64_t VirtIODevice::host_features() const {
+  absl::MutexLock l(&mu_);
+  // A legacy driver sees the first 32 bits only (and no VERSION_1).
+  return legacy_ ? (host_features_ & 0xffffffffu) : host_features_;
+}
+
+uint64_t VirtIODevice::guest_features() const {
+  absl::MutexLock l(&mu_);
+  return guest_features_;
+}
+
+uint32_t VirtIODevice::ReadHostFeatures(uint32_t select) const {
+  const uint64_t f = host_features();
+  return select == 0 ? static_cast<uint32_t>(f) : select == 1 ? static_cast<uint32_t>(f >> 32) : 0;
+}
+
+uint32_t VirtIODevice::ReadGuestFeatures(uint32_t select) const {
+  const uint64_t f = guest_features();
+  return select == 0 ? static_cast<uint32_t>(f) : select == 1 ? static_cast<uint32_t>(f >> 32) : 0;
+}
+
+void VirtIODevice::WriteGuestFeatures(uint32_t select, uint32_t value) {
+  absl::MutexLock l(&mu_);
+  if (status_ & (kFeaturesOk | kDriverOk)) {
+    VDEV_LOG_GUEST_ERROR(counters(), "features_write_late",
+                         "%s: driver features written after FEATURES_OK", DisplayName());
+    return;
+  }
+  if (select > 1) {
+    if (value != 0) {
+      VDEV_LOG_GUEST_ERROR(counters(), "features_unoffered",
+                           "%s: driver features page %u = 0x%x (no such page)", DisplayName(),
+                           select, value);
+    }
+    return;
+  }
+  const uint64_t offered = legacy_ ? (host_features_ & 0xffffffffu) : host_features_;
+  const unsigned shift = select * 32;
+  const uint64_t page = uint64_t{value} << shift;
+  const uint64_t mask = uint64_t{0xffffffffu} << shift;
+  if (page & ~offered) {
+    VDEV_LOG_GUEST_ERROR(counters(), "features_unoffered",
+                         "%s: driver accepted features 0x%x the device did not offer",
+                         DisplayName(), page & ~offered);
+  }
+  guest_features_ = (guest_features_ & ~mask) | (page & offered);
+}
+
+uint8_t VirtIODevice::status() const {
+  absl::MutexLock l(&mu_);
+  return status_;
+}
+
+void VirtIODevice::VirtioReset() {
+  absl::MutexLock l(&mu_);
+  ResetLocked();
+}
+
+void VirtIODevice::ResetLocked() {
+  if (status_ & kDriverOk) Stop();
+  status_ = 0;
+  guest_features_ = 0;
+  for (auto& q : queues_) q->Reset();
+  std::fill(config_.begin(), config_.end(), 0);
+  ResetState();
+}
+
+bool VirtIODevice::ActivateQueues() {
+  const GuestMemory* mem =
+      virtio_bus() && virtio_bus()->transport() ? virtio_bus()->transport()->dma_memory() : nullptr;
+  const bool event_idx = guest_features_ >> VIRTIO_RING_F_EVENT_IDX & 1;
+  const bool indirect = guest_features_ >> VIRTIO_RING_F_INDIRECT_DESC & 1;
+  for (auto& q : queues_) {
+    q->Freeze();
+    if (!q->enabled()) continue;
+    if (mem == nullptr || !q->Activate(mem, event_idx, indirect)) {
+      MarkNeedsReset(mem == nullptr ? "no guest memory" : q->broken_reason());
+      return false;
+    }
+  }
+  return true;
+}
+
+void VirtIODevice::SetStatus(uint8_t s) {
+  absl::MutexLock l(&mu_);
+  if (s == 0) {
+    ResetLocked();
+    return;
+  }
+  const uint8_t driver_bits = s & static_cast<uint8_t>(~kNeedsReset);  // NEEDS_RESET is ours
+  const uint8_t old = status_;
+  if ((old & ~kNeedsReset) & ~driver_bits) {
+    VDEV_LOG_GUEST_ERROR(counters(), "bad_status",
+                         "%s: status 0x%x clears bits of 0x%x without a reset", DisplayName(), s,
+                         old);
+    return;
+  }
+  uint8_t next = static_cast<uint8_t>(old | driver_bits);
+  // Steps in order (§3.1.1): DRIVER needs ACKNOWLEDGE, FEATURES_OK needs DRIVER, DRIVER_OK needs
+  // FEATURES_OK (not for legacy drivers, which have no such step).
+  const bool order_ok =
+      (!(next & kDriver) || (next & kAcknowledge)) && (!(next & kFeaturesOk) || (next & kDriver)) &&
+      (!(next & kDriverOk) || ((next & kDriver) && (legacy_ || (next & kFeaturesOk))));
+  if (!order_ok) {
+    VDEV_LOG_GUEST_ERROR(counters(), "bad_status", "%s: status 0x%x skips a step (was 0x%x)",
+                         DisplayName(), s, old);
+    return;
+  }
+  if ((next & kFeaturesOk) && !(old & kFeaturesOk)) {
+    std::string why;
+    if (!legacy_ && !(guest_features_ >> VIRTIO_F_VERSION_1 & 1)) {
+      why = "VIRTIO_F_VERSION_1 not accepted by a modern driver";
+    } else {
+      why = CheckFeatures(guest_features_);
+    }
+    if (!why.empty()) {
+      // The device keeps FEATURES_OK clear: the driver sees it and gives up (§3.1.1 step 6).
+      VDEV_LOG_GUEST_ERROR(counters(), "features_refused", "%s: FEATURES_OK refused: %s",
+                           DisplayName(), why);
+      next &= static_cast<uint8_t>(~kFeaturesOk);
+    }
+  }
+  status_ = next;
+  if ((next & kDriverOk) && !(old & kDriverOk) && !(next & (kFailed | kNeedsReset))) {
+    if (ActivateQueues()) Start();
+  }
+  if ((next & kFailed) && !(old & kFailed) && (old & kDriverOk)) Stop();
+}
+
+uint32_t VirtIODevice::config_generation() const {
+  absl::MutexLock l(&mu_);
+  return generation_;
+}
+
+uint32_t VirtIODevice::ConfigRead(uint32_t offset, int size) {
+  absl::MutexLock l(&mu_);
+  if ((size != 1 && size != 2 && size != 4) ||
+      !RangeWithin(offset, static_cast<uint64_t>(size), 0, config_.size())) {
+    VDEV_LOG_GUEST_ERROR(counters(), "bad_config_access", "%s: config read of %d bytes at 0x%x",
+                         DisplayName(), size, offset);
+    return 0xffffffffu;
+  }
+  UpdateConfig(config_.data());
+  uint32_t v = 0;
+  for (int i = 0; i < size; ++i) v |= uint32_t{config_[offset + i]} << (8 * i);
+  return v;
+}
+
+void VirtIODevice::ConfigWrite(uint32_t offset, uint32_t value, int size) {
+  absl::MutexLock l(&mu_);
+  if ((size != 1 && size != 2 && size != 4) ||
+      !RangeWithin(offset, static_cast<uint64_t>(size), 0, config_.size())) {
+    VDEV_LOG_GUEST_ERROR(counters(), "bad_config_access", "%s: config write of %d bytes at 0x%x",
+                         DisplayName(), size, offset);
+    return;
+  }
+  WriteConfig(offset, value, size);
+}
+
+void VirtIODevice::WriteConfig(uint32_t offset, uint32_t value, int size) {
+  VDEV_LOG_GUEST_ERROR(counters(), "config_write_ro",
+                       "%s: write to read-only config at 0x%x (%d bytes)", DisplayName(), offset,
+                       size);
+}
+
+void VirtIODevice::Kick(uint16_t index) {
+  absl::MutexLock l(&mu_);
+  if (index >= queues_.size()) {
+    VDEV_LOG_GUEST_ERROR(counters(), "bad_queue_notify", "%s: notify of queue %u of %u",
+                         DisplayName(), index, queues_.size());
+    return;
+  }
+  if (!running()) {
+    VDEV_LOG_GUEST_ERROR(counters(), "notify_not_running",
+                         "%s: notify of queue %u with status 0x%x", DisplayName(), index, status_);
+    return;
+  }
+  counters().Increment("kicks");
+  HandleQueue(index);
+  if (queues_[index]->broken()) MarkNeedsReset(queues_[index]->broken_reason());
+}
+
+void VirtIODevice::NotifyQueue(uint16_t index) {
+  if (index >= queues_.size() || !queues_[index]->ShouldNotify()) return;
+  if (VirtioBus* bus = virtio_bus(); bus && bus->transport()) bus->transport()->NotifyQueue(index);
+}
+
+void VirtIODevice::ConfigChanged() {
+  ++generation_;
+  if (VirtioBus* bus = virtio_bus(); bus && bus->transport()) bus->transport()->NotifyConfig();
+}
+
+void VirtIODevice::MarkNeedsReset(const std::string& why) {
+  if (status_ & kNeedsReset) return;
+  VDEV_LOG_GUEST_ERROR(counters(), "needs_reset", "%s: DEVICE_NEEDS_RESET: %s", DisplayName(), why);
+  const bool was_running = running();
+  status_ |= kNeedsReset;
+  if (was_running) Stop();
+  // Tell a driver that is listening (§2.1.2: a config change notification).
+  if (status_ & kDriverOk) ConfigChanged();
+}
+
+VDEV_REGISTER_TYPE(VirtioBus);
+VDEV_REGISTER_TYPE(VirtIODevice);
+
+}  // namespace vdev::virtio

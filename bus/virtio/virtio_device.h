@@ -1,0 +1,167 @@
+// VirtIODevice: the transport-independent part of every virtio device (VIRTIO 1.2 §2, §3.1):
+// device status, feature negotiation, device configuration space with its generation counter,
+// virtqueues, and reset. A transport (virtio-pci, virtio-mmio) maps its registers onto these
+// calls; a device type (virtio-rng, virtio-net) adds its features, its config layout and its queue
+// handlers.
+//
+// The status is an explicit state machine. From reset (0) a driver may only add bits, in order:
+// ACKNOWLEDGE, DRIVER, FEATURES_OK (modern drivers: the device keeps it clear when the accepted
+// features are unacceptable), DRIVER_OK. Writing 0 resets. Writes that clear bits without a reset
+// or skip a step are ignored and counted. At DRIVER_OK the queue configuration freezes and every
+// enabled queue is activated; a queue the device cannot use, or a ring that breaks later, sets
+// DEVICE_NEEDS_RESET (and a config interrupt) instead of crashing. FAILED stops the device.
+//
+//   class VirtIORng : public VirtIODevice {
+//     static void ClassInit(VirtIODeviceClass& k) { k.device_id = VIRTIO_ID_RNG; }
+//     absl::Status Realize() override {
+//       VDEV_RETURN_IF_ERROR(VirtIODevice::Realize());
+//       vq_ = AddQueue(8);
+//       return absl::OkStatus();
+//     }
+//     void HandleQueue(uint16_t index) override { ...Pop / Push / NotifyQueue... }
+//   };
+//
+// Thread-safety: transport calls and queue handlers are serialised by the device's lock, which
+// the public methods take; HandleQueue and the other hooks run with it held.
+#ifndef VDEV_BUS_VIRTIO_VIRTIO_DEVICE_H_
+#define VDEV_BUS_VIRTIO_VIRTIO_DEVICE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "bus/virtio/virtio_bus.h"
+#include "bus/virtio/virtqueue.h"
+#include "core/device.h"
+
+namespace vdev::virtio {
+
+class VirtIODeviceClass : public DeviceClass {
+ public:
+  uint16_t device_id = 0;  // VIRTIO_ID_*
+  uint32_t config_size = 0;
+};
+
+class VirtIODevice : public DeviceState {
+ public:
+  static constexpr char kTypeName[] = "virtio-device";
+  static constexpr bool kAbstract = true;
+  using Parent = DeviceState;
+  using Class = VirtIODeviceClass;
+  static void ClassInit(VirtIODeviceClass& k);
+
+  VirtIODevice();
+  ~VirtIODevice() override;
+
+  const VirtIODeviceClass& virtio_class() const {
+    return static_cast<const VirtIODeviceClass&>(object_class());
+  }
+  uint16_t device_id() const { return virtio_class().device_id; }
+  VirtioBus* virtio_bus() const { return static_cast<VirtioBus*>(parent_bus()); }
+
+  // ---- for transports ----
+  // Legacy (virtio 0.9.5) interface: 32 feature bits, no FEATURES_OK step, guest-endian
+  // config (little-endian on x86). Transports set it when the driver uses the legacy interface.
+  void SetLegacy(bool legacy);
+  bool legacy() const;
+
+  uint64_t host_features() const;
+  uint64_t guest_features() const;
+  bool GuestHas(unsigned bit) const { return guest_features() >> bit & 1; }
+  // 32-bit pages of the offered / accepted features (select 0: bits 0..31, 1: 32..63, more: 0).
+  uint32_t ReadHostFeatures(uint32_t select) const;
+  uint32_t ReadGuestFeatures(uint32_t select) const;
+  // Ignored (and counted) after FEATURES_OK or DRIVER_OK; bits the device did not offer are
+  // dropped (and counted).
+  void WriteGuestFeatures(uint32_t select, uint32_t value);
+
+  uint8_t status() const;
+  void SetStatus(uint8_t status);
+  // Resets the device (status 0): queues, features, device state.
+  void VirtioReset();
+
+  uint32_t config_size() const { return virtio_class().config_size; }
+  uint32_t config_generation() const;
+  // Device configuration space. Widths 1, 2, 4 (and 8 split in two) inside the space; anything
+  // else reads all-ones / is dropped, and counted.
+  uint32_t ConfigRead(uint32_t offset, int size);
+  void ConfigWrite(uint32_t offset, uint32_t value, int size);
+
+  size_t num_queues() const { return queues_.size(); }
+  // Queue `index`, or nullptr when out of range. Transports configure queues through it while
+  // the device's lock is not needed (before DRIVER_OK; the queue refuses changes after).
+  VirtQueue* queue(uint16_t index) {
+    return index < queues_.size() ? queues_[index].get() : nullptr;
+  }
+  // The driver notified queue `index`. Out-of-range queues, a device not running, and a broken
+  // device are ignored and counted.
+  void Kick(uint16_t index);
+
+  // ---- for device implementations ----
+  // Tells the driver that queue `index` has used buffers, if it wants to know.
+  void NotifyQueue(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The device configuration changed: bump the generation and interrupt.
+  void ConfigChanged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The device cannot go on without a reset (a broken ring, an impossible request).
+  void MarkNeedsReset(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool running() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return (status_ & kDriverOk) && !(status_ & (kNeedsReset | kFailed));
+  }
+
+  static constexpr uint8_t kAcknowledge = 1;
+  static constexpr uint8_t kDriver = 2;
+  static constexpr uint8_t kDriverOk = 4;
+  static constexpr uint8_t kFeaturesOk = 8;
+  static constexpr uint8_t kNeedsReset = 0x40;
+  static constexpr uint8_t kFailed = 0x80;
+
+ protected:
+  absl::Status Realize() override;
+  void Unrealize() override;
+  void Reset() override;
+
+  // Adds a queue of at most `max_size` entries (a power of two <= 32768). In Realize.
+  VirtQueue* AddQueue(uint16_t max_size);
+
+  // Device-specific offered features (the base adds VERSION_1, INDIRECT_DESC, EVENT_IDX).
+  virtual uint64_t DeviceFeatures() const { return 0; }
+  // Whether the accepted features are consistent (dependencies between bits). Empty = fine;
+  // otherwise the reason FEATURES_OK is refused.
+  virtual std::string CheckFeatures(uint64_t features) const { return ""; }
+  // Fills the config space before a driver read.
+  virtual void UpdateConfig(uint8_t* config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // A driver wrote [offset, offset + size) (already bounds-checked); default: read-only, counted.
+  virtual void WriteConfig(uint32_t offset, uint32_t value, int size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The driver kicked queue `index` of a running device.
+  virtual void HandleQueue(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // DRIVER_OK with every queue activated / the device stops (reset, FAILED, NEEDS_RESET).
+  virtual void Start() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  virtual void Stop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // Device state back to power-on (queues and status are handled by the base).
+  virtual void ResetState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+
+  mutable absl::Mutex mu_;
+
+ private:
+  void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ActivateQueues() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Properties.
+  bool indirect_desc_ = true;
+  bool event_idx_ = true;
+
+  std::vector<std::unique_ptr<VirtQueue>> queues_;
+  uint64_t host_features_ = 0;  // fixed at realize
+  bool legacy_ ABSL_GUARDED_BY(mu_) = false;
+  uint8_t status_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t guest_features_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<uint8_t> config_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vdev::virtio
+
+#endif  // VDEV_BUS_VIRTIO_VIRTIO_DEVICE_H_
