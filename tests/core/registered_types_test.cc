@@ -30,6 +30,9 @@ constexpr const char* kBuiltinTypes[] = {
     "i440FX-pcihost",
     "i440FX",
     "pci-bridge",
+    // bus/virtio
+    "virtio-bus",
+    "virtio-device",
     // hw/misc
     "edu",
     // hw/machine
