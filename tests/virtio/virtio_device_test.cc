@@ -61,14 +61,15 @@ class TestVirtioDevice : public VirtIODevice {
   std::string CheckFeatures(uint64_t f) const override {
     return (f & 2) && !(f & 1) ? "feature 1 needs feature 0" : "";
   }
-  void UpdateConfig(uint8_t* c) override {
+  void UpdateConfig(uint8_t* c) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     c[0] = 0xef;
     c[1] = 0xbe;
     c[2] = 0xad;
     c[3] = 0xde;
     std::memcpy(c + 4, &writable_, 4);
   }
-  void WriteConfig(uint32_t offset, uint32_t value, int size) override {
+  void WriteConfig(uint32_t offset, uint32_t value, int size) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (offset == 4 && size == 4) {
       writable_ = value;
       ConfigChanged();
@@ -76,7 +77,7 @@ class TestVirtioDevice : public VirtIODevice {
     }
     VirtIODevice::WriteConfig(offset, value, size);
   }
-  void HandleQueue(uint16_t index) override {
+  void HandleQueue(uint16_t index) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     VirtQueue* vq = queue(index);
     VirtQueueElement e;
     for (uint32_t n = 0; n < budget_; ++n) {
@@ -90,8 +91,8 @@ class TestVirtioDevice : public VirtIODevice {
     }
     NotifyQueue(index);
   }
-  void Start() override { ++starts; }
-  void Stop() override { ++stops; }
+  void Start() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++starts; }
+  void Stop() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++stops; }
 
  private:
   uint32_t budget_ = 4;
