@@ -18,6 +18,12 @@ PAIRS = {
     "BM_MmioDispatch/1000": ("BM_Baseline_DirectHandlerCall", 25.0),
     "BM_ConfigReadCf8Cfc": ("BM_Baseline_DirectConfigRead", None),
     "BM_GuestMemoryTranslate": ("BM_Baseline_UncheckedPointer", None),
+    "BM_PopPush/descs:1/event_idx:0": ("BM_Baseline_UncheckedPopPush", 25.0),
+    "BM_PopPush/descs:2/event_idx:0": ("BM_Baseline_UncheckedPopPush", None),
+    "BM_PopPush/descs:3/event_idx:0": ("BM_Baseline_UncheckedPopPush", None),
+    "BM_PopPush/descs:1/event_idx:1": ("BM_Baseline_UncheckedPopPush", 25.0),
+    "BM_PopPush/descs:2/event_idx:1": ("BM_Baseline_UncheckedPopPush", None),
+    "BM_PopPush/descs:3/event_idx:1": ("BM_Baseline_UncheckedPopPush", None),
 }
 
 
