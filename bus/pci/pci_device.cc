@@ -52,13 +52,13 @@ void PCIDevice::ClassInit(PCIDeviceClass& k) {
                           "on: other functions of this slot may be populated"));
   // Identity overrides, as QEMU's x-pci-* properties; kIdFromClass keeps the class's value.
   k.AddProperty(qom::Prop("x-pci-vendor-id", &PCIDevice::vendor_id_prop_, kIdFromClass,
-                          "vendor ID (default: the device type's)"));
+                          "vendor ID override (4294967295: the device type's)"));
   k.AddProperty(qom::Prop("x-pci-device-id", &PCIDevice::device_id_prop_, kIdFromClass,
-                          "device ID (default: the device type's)"));
+                          "device ID override (4294967295: the device type's)"));
   k.AddProperty(qom::Prop("x-pci-sub-vendor-id", &PCIDevice::sub_vendor_id_prop_, kIdFromClass,
-                          "subsystem vendor ID (default: the device type's)"));
+                          "subsystem vendor ID override (4294967295: the device type's)"));
   k.AddProperty(qom::Prop("x-pci-sub-device-id", &PCIDevice::sub_device_id_prop_, kIdFromClass,
-                          "subsystem ID (default: the device type's)"));
+                          "subsystem ID override (4294967295: the device type's)"));
 }
 
 PCIDevice::PCIDevice() = default;
@@ -184,6 +184,7 @@ uint32_t PCIDevice::ConfigRead(uint32_t offset, int size) {
                          DisplayName(), size, offset);
     return 0xffffffffu;
   }
+  BeforeConfigRead(offset, size);
   absl::MutexLock l(&mu_);
   return ConfigReadLocked(offset, size);
 }

@@ -182,6 +182,11 @@ class PCIDevice : public DeviceState {
   // Called after a guest config write was applied (offset and size of the access). Overrides
   // call the parent's.
   virtual void ConfigWritten(uint32_t offset, int size);
+  // Called before a valid guest config read is served (e.g. to fill a data window), without the
+  // device's lock.
+  virtual void BeforeConfigRead(uint32_t offset, int size) {}
+  // The device's config-space lock, for device code that edits config() while guests run.
+  absl::Mutex& config_lock() ABSL_LOCK_RETURNED(mu_) { return mu_; }
   // Counts and logs a refused DMA; returns `ok`.
   bool DmaDone(bool ok, const char* what, GuestAddr addr, size_t len);
   // Asks the bus to re-apply every BAR mapping (after command, BAR or bridge-window writes).

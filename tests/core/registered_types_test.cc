@@ -33,6 +33,13 @@ constexpr const char* kBuiltinTypes[] = {
     // bus/virtio
     "virtio-bus",
     "virtio-device",
+    "rng-backend",
+    "rng-random",
+    "rng-builtin",
+    // hw/virtio
+    "virtio-pci",
+    "virtio-rng-device",
+    "virtio-rng-pci",
     // hw/misc
     "edu",
     // hw/machine

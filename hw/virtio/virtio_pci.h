@@ -1,0 +1,121 @@
+// VirtIOPCIProxy: the virtio-over-PCI transport (VIRTIO 1.2 §4.1), the base of every
+// `virtio-*-pci` device. It is a PCI function (vendor 0x1af4) that owns a virtio bus with one
+// VirtIODevice on it and maps the virtio registers onto PCI:
+//
+//   BAR0  I/O, legacy interface (transitional devices only, `disable-legacy=off`)
+//   BAR1  MSI-X table and PBA (`vectors` > 0)
+//   BAR4  modern interface, one 32-bit non-prefetchable memory BAR (`modern-bar64=on`: 64-bit):
+//           0x0000 common configuration   (vendor capability type 1)
+//           0x1000 ISR status             (type 3, read-to-clear)
+//           0x2000 device configuration   (type 4)
+//           0x3000 notifications          (type 2, queue i at 0x3000 + 4 * i)
+//         plus the PCI configuration access capability (type 5), which iPXE requires.
+//
+// Device IDs: 0x1040 + virtio id (modern only, revision 1) or the legacy 0x1000-range id
+// (transitional, revision 0); subsystem 0x1af4:<virtio id>. Interrupts: MSI-X vectors chosen by
+// the driver per queue and for config changes; without MSI-X, INTx with the ISR register.
+//
+//   -device virtio-rng-pci[,disable-legacy=off][,disable-modern=on][,vectors=N][,modern-bar64=on]
+//
+// Thread-safety: register accesses arrive from vCPU threads through the address spaces; the
+// transport's state is guarded by `mu_`, and the device serialises itself.
+#ifndef VDEV_HW_VIRTIO_VIRTIO_PCI_H_
+#define VDEV_HW_VIRTIO_VIRTIO_PCI_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "bus/pci/pci_device.h"
+#include "bus/virtio/virtio_bus.h"
+#include "bus/virtio/virtio_device.h"
+
+namespace vdev::virtio {
+
+class VirtIOPCIProxyClass : public pci::PCIDeviceClass {
+ public:
+  // The QOM type of the device the proxy creates on its bus ("virtio-rng-device").
+  std::string backend_type;
+  // Properties of the backend that the proxy accepts and hands over at realize.
+  std::vector<std::string> forwarded_properties;
+  uint32_t default_vectors = 2;
+};
+
+class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
+ public:
+  static constexpr char kTypeName[] = "virtio-pci";
+  static constexpr bool kAbstract = true;
+  using Parent = pci::PCIDevice;
+  using Class = VirtIOPCIProxyClass;
+  static void ClassInit(VirtIOPCIProxyClass& k);
+
+  static constexpr int kLegacyBar = 0;
+  static constexpr int kMsixBar = 1;
+  static constexpr int kModernBar = 4;
+  static constexpr uint32_t kCommonOffset = 0x0000;
+  static constexpr uint32_t kIsrOffset = 0x1000;
+  static constexpr uint32_t kDeviceOffset = 0x2000;
+  static constexpr uint32_t kNotifyOffset = 0x3000;
+  static constexpr uint32_t kNotifyMultiplier = 4;
+
+  VirtIOPCIProxy();
+  ~VirtIOPCIProxy() override;
+
+  const VirtIOPCIProxyClass& proxy_class() const {
+    return static_cast<const VirtIOPCIProxyClass&>(object_class());
+  }
+  VirtioBus& bus() { return *bus_; }
+  VirtIODevice* vdev() const { return bus_->device(); }
+
+  // ioeventfd support: the guest-physical address of queue `index`'s notification register
+  // while the modern BAR is mapped (a VMM binds an eventfd there), or nullopt.
+  std::optional<uint64_t> QueueNotifyAddress(uint16_t index) const;
+  bool ioeventfd() const { return ioeventfd_; }
+
+  // VirtioTransport.
+  void NotifyQueue(uint16_t index) override;
+  void NotifyConfig() override;
+  const GuestMemory* dma_memory() const override;
+
+ protected:
+  absl::Status Realize() override;
+  void Unrealize() override;
+  void Reset() override;
+
+ private:
+  uint64_t CommonRead(uint64_t off, unsigned size);
+  void CommonWrite(uint64_t off, uint64_t val, unsigned size);
+  uint64_t IsrRead();
+  uint64_t LegacyRead(uint64_t off, unsigned size);
+  void LegacyWrite(uint64_t off, uint64_t val, unsigned size);
+  void RaiseLocked(uint8_t isr_bit, uint16_t vector) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ConfigWritten(uint32_t offset, int size) override;
+  void BeforeConfigRead(uint32_t offset, int size) override;
+  // The PCI configuration access capability's window (§4.1.4.9).
+  void PciCfgAccess(bool write);
+
+  // Properties.
+  bool disable_legacy_ = true;
+  bool disable_modern_ = false;
+  uint32_t vectors_ = 2;
+  bool ioeventfd_ = true;
+  bool modern_bar64_ = false;
+
+  VirtioBus* bus_;
+  absl::Mutex mu_;
+  uint8_t isr_ ABSL_GUARDED_BY(mu_) = 0;
+  uint16_t config_vector_ ABSL_GUARDED_BY(mu_) = 0xffff;
+  std::vector<uint16_t> queue_vectors_ ABSL_GUARDED_BY(mu_);
+  uint32_t device_feature_select_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t driver_feature_select_ ABSL_GUARDED_BY(mu_) = 0;
+  uint16_t queue_select_ ABSL_GUARDED_BY(mu_) = 0;
+  uint8_t pci_cfg_cap_ = 0;
+
+  std::unique_ptr<MemoryRegion> common_, isr_region_, device_, notify_, legacy_;
+};
+
+}  // namespace vdev::virtio
+
+#endif  // VDEV_HW_VIRTIO_VIRTIO_PCI_H_

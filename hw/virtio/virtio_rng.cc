@@ -1,0 +1,68 @@
+#include "hw/virtio/virtio_rng.h"
+
+#include "bus/virtio/virtio_uapi.h"
+#include "core/base/logging.h"
+#include "core/base/status_macros.h"
+
+namespace vdev::virtio {
+
+void VirtIORNG::ClassInit(VirtIODeviceClass& k) {
+  k.description = "virtio entropy device";
+  k.category = DeviceCategory::kMisc;
+  k.device_id = VIRTIO_ID_RNG;
+  k.config_size = 0;
+  k.AddProperty(qom::LinkProp("rng", &VirtIORNG::rng_, "entropy backend (default: getrandom)"));
+}
+
+absl::Status VirtIORNG::Realize() {
+  VDEV_RETURN_IF_ERROR(VirtIODevice::Realize());
+  AddQueue(kQueueSize);
+  return absl::OkStatus();
+}
+
+size_t VirtIORNG::Fill(absl::Span<uint8_t> buf) {
+  return rng_ != nullptr ? rng_->Fill(buf) : FillFromGetrandom(buf);
+}
+
+void VirtIORNG::HandleQueue(uint16_t index) {
+  VirtQueue* vq = queue(index);
+  VirtQueueElement e;
+  uint64_t bytes = 0;
+  for (int n = 0; n < 2 * vq->size() && bytes < kMaxBytesPerKick; ++n) {
+    if (vq->Pop(&e) != PopResult::kOk) break;
+    if (e.in_len == 0) {
+      VDEV_LOG_GUEST_ERROR(counters(), "bad_request",
+                           "%s: request without a device-writable buffer", DisplayName());
+      vq->Push(e, 0);
+      continue;
+    }
+    uint64_t written = 0;
+    for (const iovec& v : e.in) {
+      const size_t want = std::min<uint64_t>(v.iov_len, kMaxBytesPerKick - bytes - written);
+      const size_t got = Fill(absl::MakeSpan(static_cast<uint8_t*>(v.iov_base), want));
+      written += got;
+      if (got < v.iov_len) break;
+    }
+    bytes += written;
+    vq->Push(e, static_cast<uint32_t>(written));
+  }
+  counters().Increment("entropy_bytes", bytes);
+  NotifyQueue(index);
+}
+
+void VirtIORngPCI::ClassInit(VirtIOPCIProxyClass& k) {
+  k.description = "virtio entropy device over PCI";
+  k.category = DeviceCategory::kMisc;
+  k.class_id = 0x00ff;
+  k.backend_type = VirtIORNG::kTypeName;
+  k.forwarded_properties = {"rng"};
+  qom::PropertyInfo p = qom::Prop("rng", &VirtIORngPCI::rng_, std::string(""),
+                                  "entropy backend object id (empty: getrandom)");
+  p.type = "link<rng-backend>";
+  k.AddProperty(std::move(p));
+}
+
+VDEV_REGISTER_TYPE(VirtIORNG);
+VDEV_REGISTER_TYPE(VirtIORngPCI);
+
+}  // namespace vdev::virtio
