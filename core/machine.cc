@@ -461,6 +461,11 @@ absl::Status Machine::ObjectDel(absl::string_view option, absl::string_view id) 
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<uint8_t>> Machine::GenerateDtb() {
+  return absl::UnimplementedError(
+      absl::StrCat("machine '", type_name(), "' has no device tree (-machine virt has one)"));
+}
+
 void Machine::Reset() {
   for (DeviceState* d : sysbus_->devices()) d->ResetDevice();
   for (DeviceState* d : busless_) d->ResetDevice();

@@ -115,6 +115,10 @@ class Machine : public qom::Object {
   // Resets every device, bus by bus, children first.
   void Reset();
 
+  // A device tree (DTB) describing the board for a kernel, for boards that have one (`virt`).
+  // Unimplemented for the others.
+  virtual absl::StatusOr<std::vector<uint8_t>> GenerateDtb();
+
  protected:
   // Builds the board. Overrides call Parent::Init() first (it creates the system bus).
   virtual absl::Status Init();

@@ -1,5 +1,6 @@
 #include "apps/vdev/cli.h"
 
+#include <fstream>
 #include <optional>
 #include <ostream>
 #include <utility>
@@ -30,6 +31,7 @@ constexpr char kUsage[] =
     "  -device DRIVER[,prop=value...]  add a device ('help' lists drivers, DRIVER,help its "
     "options)\n"
     "  --print qtree|qom-tree|qom-dot|types|plugins|pci|mtree\n"
+    "  --dump-dtb FILE                 write the machine's device tree (machines that have one)\n"
     "  --version, -h/--help\n";
 
 struct Arg {
@@ -39,7 +41,7 @@ struct Arg {
 
 bool TakesValue(const std::string& o) {
   return o == "machine" || o == "plugin" || o == "object" || o == "chardev" || o == "netdev" ||
-         o == "device" || o == "print";
+         o == "device" || o == "print" || o == "dump-dtb";
 }
 
 std::string Implied(const std::string& option) {
@@ -101,7 +103,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 
   // Help forms answer and exit.
   for (const Arg& a : parsed) {
-    if (a.option == "plugin" || a.option == "print") continue;
+    if (a.option == "plugin" || a.option == "print" || a.option == "dump-dtb") continue;
     auto opts = QemuOpts::Parse(a.value, Implied(a.option));
     if (!opts.ok()) return fail(absl::StrCat("-", a.option, " ", a.value), opts.status().message());
     if (!opts->help()) continue;
@@ -136,6 +138,15 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
   m.Done();
 
+  for (const Arg& a : parsed) {
+    if (a.option != "dump-dtb") continue;
+    auto dtb = m.GenerateDtb();
+    if (!dtb.ok()) return fail(absl::StrCat("--dump-dtb ", a.value), dtb.status().message());
+    std::ofstream f(a.value, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(dtb->data()), static_cast<std::streamsize>(dtb->size()));
+    f.close();
+    if (!f) return fail(absl::StrCat("--dump-dtb ", a.value), "cannot write the file");
+  }
   bool printed = false;
   for (const Arg& a : parsed) {
     if (a.option != "print") continue;

@@ -29,6 +29,8 @@ constexpr const char* kBuiltinTypes[] = {
     "pci-host-bridge",
     "i440FX-pcihost",
     "i440FX",
+    "gpex-pcihost",
+    "gpex-root",
     "pci-bridge",
     // bus/virtio
     "virtio-bus",
@@ -40,10 +42,12 @@ constexpr const char* kBuiltinTypes[] = {
     "virtio-pci",
     "virtio-rng-device",
     "virtio-rng-pci",
+    "virtio-mmio",
     // hw/misc
     "edu",
     // hw/machine
     "pc",
+    "virt",
 };
 
 TEST(RegisteredTypesTest, EveryBuiltinTypeIsRegisteredAndInitialises) {
