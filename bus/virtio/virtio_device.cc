@@ -1,5 +1,6 @@
 #include "bus/virtio/virtio_device.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bus/virtio/virtio_uapi.h"
 #include "core/base/checked_math.h"
@@ -73,7 +74,25 @@ VirtQueue* VirtIODevice::AddQueue(uint16_t max_size) {
 
 void VirtIODevice::SetLegacy(bool legacy) {
   absl::MutexLock l(&mu_);
+  if (status_ != 0) return;  // chosen at the start of initialisation; a reset re-opens it
   legacy_ = legacy;
+  guest_features_ &= legacy ? 0xffffffffu : ~uint64_t{0};
+}
+
+bool VirtIODevice::WithQueue(uint16_t index, const std::function<bool(VirtQueue&)>& fn) {
+  absl::MutexLock l(&mu_);
+  return index < queues_.size() && fn(*queues_[index]);
+}
+
+const GuestMemory* VirtIODevice::DmaMemory() const {
+  VirtioBus* bus = virtio_bus();
+  return bus && bus->transport() ? bus->transport()->dma_memory() : nullptr;
+}
+
+void VirtIODevice::StopLocked() {
+  if (!started_) return;
+  started_ = false;
+  Stop();
 }
 
 bool VirtIODevice::legacy() const {
@@ -140,7 +159,7 @@ void VirtIODevice::VirtioReset() {
 }
 
 void VirtIODevice::ResetLocked() {
-  if (status_ & kDriverOk) Stop();
+  StopLocked();
   status_ = 0;
   guest_features_ = 0;
   for (auto& q : queues_) q->Reset();
@@ -149,15 +168,14 @@ void VirtIODevice::ResetLocked() {
 }
 
 bool VirtIODevice::ActivateQueues() {
-  const GuestMemory* mem =
-      virtio_bus() && virtio_bus()->transport() ? virtio_bus()->transport()->dma_memory() : nullptr;
+  const GuestMemory* mem = DmaMemory();
   const bool event_idx = guest_features_ >> VIRTIO_RING_F_EVENT_IDX & 1;
   const bool indirect = guest_features_ >> VIRTIO_RING_F_INDIRECT_DESC & 1;
   for (auto& q : queues_) {
     q->Freeze();
     if (!q->enabled()) continue;
     if (mem == nullptr || !q->Activate(mem, event_idx, indirect)) {
-      MarkNeedsReset(mem == nullptr ? "no guest memory" : q->broken_reason());
+      MarkNeedsReset(mem == nullptr ? "no guest memory (bus mastering off?)" : q->broken_reason());
       return false;
     }
   }
@@ -197,17 +215,25 @@ void VirtIODevice::SetStatus(uint8_t s) {
       why = CheckFeatures(guest_features_);
     }
     if (!why.empty()) {
-      // The device keeps FEATURES_OK clear: the driver sees it and gives up (§3.1.1 step 6).
+      // The device keeps FEATURES_OK clear: the driver sees it and gives up (§3.1.1 step 6). A
+      // DRIVER_OK in the same write goes too: it needs FEATURES_OK.
       VDEV_LOG_GUEST_ERROR(counters(), "features_refused", "%s: FEATURES_OK refused: %s",
                            DisplayName(), why);
-      next &= static_cast<uint8_t>(~kFeaturesOk);
+      next &= static_cast<uint8_t>(~(kFeaturesOk | kDriverOk));
     }
   }
   status_ = next;
   if ((next & kDriverOk) && !(old & kDriverOk) && !(next & (kFailed | kNeedsReset))) {
-    if (ActivateQueues()) Start();
+    // Legacy drivers never went through FEATURES_OK: check their features now.
+    const std::string why = legacy_ ? CheckFeatures(guest_features_) : "";
+    if (!why.empty()) {
+      MarkNeedsReset(absl::StrCat("features refused at DRIVER_OK: ", why));
+    } else if (ActivateQueues()) {
+      started_ = true;
+      Start();
+    }
   }
-  if ((next & kFailed) && !(old & kFailed) && (old & kDriverOk)) Stop();
+  if ((next & kFailed) && !(old & kFailed)) StopLocked();
 }
 
 uint32_t VirtIODevice::config_generation() const {
@@ -253,9 +279,15 @@ void VirtIODevice::Kick(uint16_t index) {
                          DisplayName(), index, queues_.size());
     return;
   }
-  if (!running()) {
+  if (!running() || !started_) {
     VDEV_LOG_GUEST_ERROR(counters(), "notify_not_running",
                          "%s: notify of queue %u with status 0x%x", DisplayName(), index, status_);
+    return;
+  }
+  if (DmaMemory() == nullptr) {  // the guest turned bus mastering off: no ring access
+    VDEV_LOG_GUEST_ERROR(counters(), "notify_without_dma",
+                         "%s: notify of queue %u while the device may not access memory",
+                         DisplayName(), index);
     return;
   }
   counters().Increment("kicks");
@@ -276,9 +308,8 @@ void VirtIODevice::ConfigChanged() {
 void VirtIODevice::MarkNeedsReset(const std::string& why) {
   if (status_ & kNeedsReset) return;
   VDEV_LOG_GUEST_ERROR(counters(), "needs_reset", "%s: DEVICE_NEEDS_RESET: %s", DisplayName(), why);
-  const bool was_running = running();
   status_ |= kNeedsReset;
-  if (was_running) Stop();
+  StopLocked();
   // Tell a driver that is listening (§2.1.2: a config change notification).
   if (status_ & kDriverOk) ConfigChanged();
 }

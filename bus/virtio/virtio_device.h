@@ -27,6 +27,7 @@
 #define VDEV_BUS_VIRTIO_VIRTIO_DEVICE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,7 +64,8 @@ class VirtIODevice : public DeviceState {
 
   // ---- for transports ----
   // Legacy (virtio 0.9.5) interface: 32 feature bits, no FEATURES_OK step, guest-endian
-  // config (little-endian on x86). Transports set it when the driver uses the legacy interface.
+  // config (little-endian on x86). Transports set it when the driver uses the legacy interface;
+  // the choice is made while the status is 0 and holds until the next reset.
   void SetLegacy(bool legacy);
   bool legacy() const;
 
@@ -90,11 +92,14 @@ class VirtIODevice : public DeviceState {
   void ConfigWrite(uint32_t offset, uint32_t value, int size);
 
   size_t num_queues() const { return queues_.size(); }
-  // Queue `index`, or nullptr when out of range. Transports configure queues through it while
-  // the device's lock is not needed (before DRIVER_OK; the queue refuses changes after).
+  // Queue `index`, or nullptr when out of range. For device code (under the device's lock) and
+  // tests; transports go through WithQueue.
   VirtQueue* queue(uint16_t index) {
     return index < queues_.size() ? queues_[index].get() : nullptr;
   }
+  // Runs `fn` on queue `index` under the device's lock (so a configuration write cannot race
+  // with DRIVER_OK freezing the queue). False when there is no such queue or `fn` returns false.
+  bool WithQueue(uint16_t index, const std::function<bool(VirtQueue&)>& fn);
   // The driver notified queue `index`. Out-of-range queues, a device not running, and a broken
   // device are ignored and counted.
   void Kick(uint16_t index);
@@ -147,6 +152,8 @@ class VirtIODevice : public DeviceState {
 
  private:
   void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const GuestMemory* DmaMemory() const;
   bool ActivateQueues() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Properties.
@@ -156,6 +163,7 @@ class VirtIODevice : public DeviceState {
   std::vector<std::unique_ptr<VirtQueue>> queues_;
   uint64_t host_features_ = 0;  // fixed at realize
   bool legacy_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // Start() ran and Stop() has not
   uint8_t status_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t guest_features_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t generation_ ABSL_GUARDED_BY(mu_) = 0;

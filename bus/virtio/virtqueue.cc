@@ -148,9 +148,14 @@ void VirtQueue::WriteUsedIdx(uint16_t v) {
   __atomic_store_n(reinterpret_cast<uint16_t*>(used_host_ + 2), v, __ATOMIC_RELEASE);
 }
 
+bool VirtQueue::Fresh() {
+  if (broken_ || mem_ == nullptr || desc_host_ == nullptr) return false;
+  // Guest memory was replaced: translate the rings again (or break) before touching them.
+  return mem_->generation() == mem_generation_ || Translate();
+}
+
 bool VirtQueue::Empty() {
-  if (broken_ || !active() || desc_host_ == nullptr) return true;
-  if (mem_->generation() != mem_generation_ && !Translate()) return true;
+  if (!Fresh()) return true;
   if (shadow_avail_idx_ != last_avail_idx_) return false;
   shadow_avail_idx_ = AvailIdx();
   return shadow_avail_idx_ == last_avail_idx_;
@@ -159,10 +164,19 @@ bool VirtQueue::Empty() {
 PopResult VirtQueue::Pop(VirtQueueElement* elem) {
   if (broken_) return PopResult::kBroken;
   if (!active() || desc_host_ == nullptr) return PopResult::kEmpty;
-  if (mem_->generation() != mem_generation_ && !Translate()) return PopResult::kBroken;
+  if (!Fresh()) return PopResult::kBroken;
   if (shadow_avail_idx_ == last_avail_idx_) {
     shadow_avail_idx_ = AvailIdx();
-    if (shadow_avail_idx_ == last_avail_idx_) return PopResult::kEmpty;
+    if (shadow_avail_idx_ == last_avail_idx_) {
+      if (!(event_idx_ && notification_enabled_)) return PopResult::kEmpty;
+      // With EVENT_IDX the driver kicks only when it passes avail_event: publish it, make the
+      // store visible before reading the index again (the driver does the mirror image), and
+      // only then call the ring empty. Otherwise a buffer added in between is never kicked.
+      Store16(used_host_ + 4 + 8 * size_, last_avail_idx_);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      shadow_avail_idx_ = AvailIdx();
+      if (shadow_avail_idx_ == last_avail_idx_) return PopResult::kEmpty;
+    }
   }
   // More than a ring's worth ahead (or an index that went backwards) is a lie (CVE-2016-5403).
   const uint16_t pending = static_cast<uint16_t>(shadow_avail_idx_ - last_avail_idx_);
@@ -257,7 +271,7 @@ PopResult VirtQueue::ReadChain(uint16_t head, VirtQueueElement* elem) {
 }
 
 void VirtQueue::Fill(const VirtQueueElement& elem, uint32_t len, uint16_t idx) {
-  if (broken_ || used_host_ == nullptr || elem.head >= size_ || !head_in_flight_[elem.head]) {
+  if (!Fresh() || elem.head >= size_ || !head_in_flight_[elem.head]) {
     return;  // nothing to give back (device bug or reset in between): never write blindly
   }
   if (len > elem.in_len) len = static_cast<uint32_t>(elem.in_len);
@@ -269,7 +283,7 @@ void VirtQueue::Fill(const VirtQueueElement& elem, uint32_t len, uint16_t idx) {
 }
 
 void VirtQueue::Flush(uint16_t count) {
-  if (broken_ || used_host_ == nullptr || count == 0) return;
+  if (count == 0 || !Fresh()) return;
   used_idx_ = static_cast<uint16_t>(used_idx_ + count);
   WriteUsedIdx(used_idx_);
 }
@@ -287,7 +301,7 @@ void VirtQueue::Unpop(const VirtQueueElement& elem) {
 }
 
 bool VirtQueue::ShouldNotify() {
-  if (broken_ || avail_host_ == nullptr) return false;
+  if (!Fresh()) return false;
   // The used index store must be visible before the driver's flags/used_event are read (the
   // driver does the mirror image), or an interrupt can be lost.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -304,7 +318,7 @@ bool VirtQueue::ShouldNotify() {
 
 void VirtQueue::SetNotification(bool enable) {
   notification_enabled_ = enable;
-  if (broken_ || used_host_ == nullptr) return;
+  if (!Fresh()) return;
   if (event_idx_) {
     if (enable) Store16(used_host_ + 4 + 8 * size_, shadow_avail_idx_);  // avail_event
   } else {

@@ -128,6 +128,8 @@ class VirtQueue {
   };
   PopResult Break(std::string reason);
   bool Translate();  // (re)computes the host pointers of the ring areas
+  // True when the rings can be touched: active, not broken, host views current.
+  bool Fresh();
   bool MapBuffer(const Desc& d, VirtQueueElement* elem);
   PopResult ReadChain(uint16_t head, VirtQueueElement* elem);
   uint16_t AvailIdx();

@@ -117,18 +117,26 @@ uint64_t VirtIOMMIOProxy::Read(uint64_t off, unsigned size) {
     qsel = queue_sel_;
     if (off == VIRTIO_MMIO_INTERRUPT_STATUS) return interrupt_status_;
   }
-  VirtQueue* q = qsel <= 0xffff ? d->queue(static_cast<uint16_t>(qsel)) : nullptr;
+  const uint16_t qi = qsel <= 0xffff ? static_cast<uint16_t>(qsel) : 0xffff;
+  uint64_t qv = 0;
+  auto queue_field = [&](auto get) {
+    d->WithQueue(qi, [&](VirtQueue& q) {
+      qv = get(q);
+      return true;
+    });
+    return qv;
+  };
   switch (off) {
     case VIRTIO_MMIO_DEVICE_FEATURES:
       return d->ReadHostFeatures(dsel);
     case VIRTIO_MMIO_QUEUE_NUM_MAX:
-      return q ? q->max_size() : 0;
+      return queue_field([](VirtQueue& q) -> uint64_t { return q.max_size(); });
     case VIRTIO_MMIO_QUEUE_PFN:
       if (!legacy_) break;
-      return q ? q->desc_addr().value() / 4096 : 0;
+      return queue_field([](VirtQueue& q) -> uint64_t { return q.desc_addr().value() / 4096; });
     case VIRTIO_MMIO_QUEUE_READY:
       if (legacy_) break;
-      return q ? q->enabled() : 0;
+      return queue_field([](VirtQueue& q) -> uint64_t { return q.enabled(); });
     case VIRTIO_MMIO_STATUS:
       return d->status();
     case VIRTIO_MMIO_CONFIG_GENERATION:
@@ -192,26 +200,11 @@ void VirtIOMMIOProxy::Write(uint64_t off, uint64_t val, unsigned size) {
     page = guest_page_size_;
     align = queue_align_;
   }
-  VirtQueue* q = qsel <= 0xffff ? d->queue(static_cast<uint16_t>(qsel)) : nullptr;
+  const uint16_t qi = qsel <= 0xffff ? static_cast<uint16_t>(qsel) : 0xffff;
   bool ok = true;
   switch (off) {
     case VIRTIO_MMIO_DRIVER_FEATURES:
-      if (legacy_) d->SetLegacy(true);
       d->WriteGuestFeatures(dfsel, v);
-      break;
-    case VIRTIO_MMIO_QUEUE_NUM:
-      ok = q != nullptr && v <= 0xffff && q->SetSize(static_cast<uint16_t>(v));
-      break;
-    case VIRTIO_MMIO_QUEUE_PFN: {
-      // Legacy: the ring lives at PFN * page size, used ring aligned to QueueAlign.
-      auto addr = CheckedMul<uint64_t>(v, page);
-      ok = legacy_ && q != nullptr && addr && (*addr >> 12) <= 0xffffffffu && IsPowerOfTwo(align) &&
-           (v == 0 || *addr % 4096 == 0) &&
-           q->SetLegacyPfn(static_cast<uint32_t>(*addr >> 12), align);
-      break;
-    }
-    case VIRTIO_MMIO_QUEUE_READY:
-      ok = !legacy_ && q != nullptr && (v == 1 ? q->SetEnabled(true) : v == 0);
       break;
     case VIRTIO_MMIO_QUEUE_NOTIFY:
       d->Kick(static_cast<uint16_t>(v > 0xffff ? 0xffff : v));
@@ -225,31 +218,43 @@ void VirtIOMMIOProxy::Write(uint64_t off, uint64_t val, unsigned size) {
         UpdateIrqLocked();
       }
       break;
-    case VIRTIO_MMIO_QUEUE_DESC_LOW:
-    case VIRTIO_MMIO_QUEUE_DESC_HIGH:
-      ok = !legacy_ && q != nullptr &&
-           q->SetAddresses(
-               GuestAddr(Replace32(q->desc_addr().value(), off == VIRTIO_MMIO_QUEUE_DESC_HIGH, v)),
-               q->avail_addr(), q->used_addr());
-      break;
-    case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
-    case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
-      ok =
-          !legacy_ && q != nullptr &&
-          q->SetAddresses(
-              q->desc_addr(),
-              GuestAddr(Replace32(q->avail_addr().value(), off == VIRTIO_MMIO_QUEUE_AVAIL_HIGH, v)),
-              q->used_addr());
-      break;
-    case VIRTIO_MMIO_QUEUE_USED_LOW:
-    case VIRTIO_MMIO_QUEUE_USED_HIGH:
-      ok = !legacy_ && q != nullptr &&
-           q->SetAddresses(
-               q->desc_addr(), q->avail_addr(),
-               GuestAddr(Replace32(q->used_addr().value(), off == VIRTIO_MMIO_QUEUE_USED_HIGH, v)));
-      break;
     default:
-      ok = false;
+      // Per-queue registers, under the device's lock (no race with DRIVER_OK freezing them).
+      ok = d->WithQueue(qi, [&](VirtQueue& q) {
+        switch (off) {
+          case VIRTIO_MMIO_QUEUE_NUM:
+            return v <= 0xffff && q.SetSize(static_cast<uint16_t>(v));
+          case VIRTIO_MMIO_QUEUE_PFN: {
+            // Legacy: the ring lives at PFN * page size, the used ring aligned to QueueAlign.
+            auto addr = CheckedMul<uint64_t>(v, page);
+            return legacy_ && addr && (*addr >> 12) <= 0xffffffffu && IsPowerOfTwo(align) &&
+                   *addr % 4096 == 0 && q.SetLegacyPfn(static_cast<uint32_t>(*addr >> 12), align);
+          }
+          case VIRTIO_MMIO_QUEUE_READY:
+            return !legacy_ && (v == 1 ? q.SetEnabled(true) : v == 0);
+          case VIRTIO_MMIO_QUEUE_DESC_LOW:
+          case VIRTIO_MMIO_QUEUE_DESC_HIGH:
+            return !legacy_ &&
+                   q.SetAddresses(GuestAddr(Replace32(q.desc_addr().value(),
+                                                      off == VIRTIO_MMIO_QUEUE_DESC_HIGH, v)),
+                                  q.avail_addr(), q.used_addr());
+          case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
+          case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
+            return !legacy_ &&
+                   q.SetAddresses(q.desc_addr(),
+                                  GuestAddr(Replace32(q.avail_addr().value(),
+                                                      off == VIRTIO_MMIO_QUEUE_AVAIL_HIGH, v)),
+                                  q.used_addr());
+          case VIRTIO_MMIO_QUEUE_USED_LOW:
+          case VIRTIO_MMIO_QUEUE_USED_HIGH:
+            return !legacy_ &&
+                   q.SetAddresses(q.desc_addr(), q.avail_addr(),
+                                  GuestAddr(Replace32(q.used_addr().value(),
+                                                      off == VIRTIO_MMIO_QUEUE_USED_HIGH, v)));
+          default:
+            return false;
+        }
+      });
       break;
   }
   if (!ok) {

@@ -93,7 +93,9 @@ VirtIOPCIProxy::VirtIOPCIProxy() : bus_(CreateChildBus<VirtioBus>("virtio-bus"))
 
 VirtIOPCIProxy::~VirtIOPCIProxy() = default;
 
-const GuestMemory* VirtIOPCIProxy::dma_memory() const { return PCIDevice::dma_memory(); }
+const GuestMemory* VirtIOPCIProxy::dma_memory() const {
+  return bus_master() ? PCIDevice::dma_memory() : nullptr;  // no DMA without bus mastering
+}
 
 absl::Status VirtIOPCIProxy::Realize() {
   const VirtIOPCIProxyClass& k = proxy_class();
@@ -335,17 +337,17 @@ uint64_t VirtIOPCIProxy::CommonRead(uint64_t off, unsigned size) {
   put(VIRTIO_PCI_COMMON_CFGGENERATION, d->config_generation(), 1);
   put(VIRTIO_PCI_COMMON_Q_SELECT, sel, 2);
   // A queue_select past the last queue reads as a queue that does not exist (size 0).
-  if (VirtQueue* q = d->queue(sel)) {
-    put(VIRTIO_PCI_COMMON_Q_SIZE, q->size(), 2);
+  const bool exists = d->WithQueue(sel, [&](VirtQueue& q) {
+    put(VIRTIO_PCI_COMMON_Q_SIZE, q.size(), 2);
     put(VIRTIO_PCI_COMMON_Q_MSIX, q_vec, 2);
-    put(VIRTIO_PCI_COMMON_Q_ENABLE, q->enabled(), 2);
+    put(VIRTIO_PCI_COMMON_Q_ENABLE, q.enabled(), 2);
     put(VIRTIO_PCI_COMMON_Q_NOFF, sel, 2);
-    put(VIRTIO_PCI_COMMON_Q_DESCLO, q->desc_addr().value(), 8);
-    put(VIRTIO_PCI_COMMON_Q_AVAILLO, q->avail_addr().value(), 8);
-    put(VIRTIO_PCI_COMMON_Q_USEDLO, q->used_addr().value(), 8);
-  } else {
-    put(VIRTIO_PCI_COMMON_Q_MSIX, kNoVector, 2);
-  }
+    put(VIRTIO_PCI_COMMON_Q_DESCLO, q.desc_addr().value(), 8);
+    put(VIRTIO_PCI_COMMON_Q_AVAILLO, q.avail_addr().value(), 8);
+    put(VIRTIO_PCI_COMMON_Q_USEDLO, q.used_addr().value(), 8);
+    return true;
+  });
+  if (!exists) put(VIRTIO_PCI_COMMON_Q_MSIX, kNoVector, 2);
   if (off >= kCommonSize || size > kCommonSize - off) return 0;  // reserved space reads 0
   uint64_t v = 0;
   for (unsigned i = 0; i < size; ++i) v |= uint64_t{buf[off + i]} << (8 * i);
@@ -417,53 +419,45 @@ void VirtIOPCIProxy::CommonWrite(uint64_t off, uint64_t val, unsigned size) {
     default:
       break;
   }
-  // Per-queue fields.
-  VirtQueue* q = d->queue(sel);
-  if (q == nullptr) {
+  // Per-queue fields, under the device's lock: they cannot race with DRIVER_OK freezing them.
+  if (sel >= d->num_queues()) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_queue_select",
                          "%s: queue field 0x%x written with queue_select %u of %u", DisplayName(),
                          off, sel, d->num_queues());
     return;
   }
-  bool ok = true;
-  switch (off) {
-    case VIRTIO_PCI_COMMON_Q_SIZE:
-      ok = q->SetSize(static_cast<uint16_t>(val));
-      break;
-    case VIRTIO_PCI_COMMON_Q_MSIX: {
-      absl::MutexLock l(&mu_);
-      if (q->frozen()) {
-        ok = false;
-        break;
+  const bool ok = d->WithQueue(sel, [&](VirtQueue& q) {
+    switch (off) {
+      case VIRTIO_PCI_COMMON_Q_SIZE:
+        return q.SetSize(static_cast<uint16_t>(val));
+      case VIRTIO_PCI_COMMON_Q_MSIX: {
+        if (q.frozen()) return false;
+        absl::MutexLock l(&mu_);
+        queue_vectors_[sel] = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;
+        return true;
       }
-      queue_vectors_[sel] = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;
-      break;
+      case VIRTIO_PCI_COMMON_Q_ENABLE:
+        return val == 1 && q.SetEnabled(true);  // 0 is not a way to disable (§4.1.4.3.2)
+      case VIRTIO_PCI_COMMON_Q_DESCLO:
+      case VIRTIO_PCI_COMMON_Q_DESCHI:
+        return q.SetAddresses(
+            GuestAddr(Replace32(q.desc_addr().value(), off == VIRTIO_PCI_COMMON_Q_DESCHI, val)),
+            q.avail_addr(), q.used_addr());
+      case VIRTIO_PCI_COMMON_Q_AVAILLO:
+      case VIRTIO_PCI_COMMON_Q_AVAILHI:
+        return q.SetAddresses(
+            q.desc_addr(),
+            GuestAddr(Replace32(q.avail_addr().value(), off == VIRTIO_PCI_COMMON_Q_AVAILHI, val)),
+            q.used_addr());
+      case VIRTIO_PCI_COMMON_Q_USEDLO:
+      case VIRTIO_PCI_COMMON_Q_USEDHI:
+        return q.SetAddresses(
+            q.desc_addr(), q.avail_addr(),
+            GuestAddr(Replace32(q.used_addr().value(), off == VIRTIO_PCI_COMMON_Q_USEDHI, val)));
+      default:
+        return true;
     }
-    case VIRTIO_PCI_COMMON_Q_ENABLE:
-      ok = val == 1 && q->SetEnabled(true);  // 0 is not a way to disable (§4.1.4.3.2)
-      break;
-    case VIRTIO_PCI_COMMON_Q_DESCLO:
-    case VIRTIO_PCI_COMMON_Q_DESCHI:
-      ok = q->SetAddresses(
-          GuestAddr(Replace32(q->desc_addr().value(), off == VIRTIO_PCI_COMMON_Q_DESCHI, val)),
-          q->avail_addr(), q->used_addr());
-      break;
-    case VIRTIO_PCI_COMMON_Q_AVAILLO:
-    case VIRTIO_PCI_COMMON_Q_AVAILHI:
-      ok = q->SetAddresses(
-          q->desc_addr(),
-          GuestAddr(Replace32(q->avail_addr().value(), off == VIRTIO_PCI_COMMON_Q_AVAILHI, val)),
-          q->used_addr());
-      break;
-    case VIRTIO_PCI_COMMON_Q_USEDLO:
-    case VIRTIO_PCI_COMMON_Q_USEDHI:
-      ok = q->SetAddresses(
-          q->desc_addr(), q->avail_addr(),
-          GuestAddr(Replace32(q->used_addr().value(), off == VIRTIO_PCI_COMMON_Q_USEDHI, val)));
-      break;
-    default:
-      break;
-  }
+  });
   if (!ok) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_queue_config",
                          "%s: queue %u field 0x%x = 0x%x refused (invalid, or after DRIVER_OK)",
@@ -483,12 +477,17 @@ uint64_t VirtIOPCIProxy::LegacyRead(uint64_t off, unsigned size) {
     absl::MutexLock l(&mu_);
     sel = queue_select_;
   }
-  VirtQueue* q = d->queue(sel);
   auto field = [&](uint64_t o, unsigned n) { return off == o && size == n; };
   if (field(VIRTIO_PCI_HOST_FEATURES, 4)) return d->ReadHostFeatures(0) & 0xffffffffu;
   if (field(VIRTIO_PCI_GUEST_FEATURES, 4)) return d->ReadGuestFeatures(0);
-  if (field(VIRTIO_PCI_QUEUE_PFN, 4)) return q ? q->desc_addr().value() >> 12 : 0;
-  if (field(VIRTIO_PCI_QUEUE_NUM, 2)) return q ? q->max_size() : 0;
+  if (field(VIRTIO_PCI_QUEUE_PFN, 4) || field(VIRTIO_PCI_QUEUE_NUM, 2)) {
+    uint64_t v = 0;
+    d->WithQueue(sel, [&](VirtQueue& q) {
+      v = off == VIRTIO_PCI_QUEUE_PFN ? q.desc_addr().value() >> 12 : q.max_size();
+      return true;
+    });
+    return v;
+  }
   if (field(VIRTIO_PCI_QUEUE_SEL, 2)) return sel;
   if (field(VIRTIO_PCI_STATUS, 1)) return d->status();
   if (field(VIRTIO_PCI_ISR, 1)) return IsrRead();
@@ -516,7 +515,6 @@ void VirtIOPCIProxy::LegacyWrite(uint64_t off, uint64_t val, unsigned size) {
     absl::MutexLock l(&mu_);
     sel = queue_select_;
   }
-  VirtQueue* q = d->queue(sel);
   auto field = [&](uint64_t o, unsigned n) { return off == o && size == n; };
   bool ok = true;
   if (field(VIRTIO_PCI_GUEST_FEATURES, 4)) {
@@ -524,8 +522,10 @@ void VirtIOPCIProxy::LegacyWrite(uint64_t off, uint64_t val, unsigned size) {
     d->WriteGuestFeatures(0, static_cast<uint32_t>(val));
   } else if (field(VIRTIO_PCI_QUEUE_PFN, 4)) {
     // Legacy queues keep their maximum size; the three parts sit in one 4 KiB-aligned area.
-    ok = q != nullptr && q->SetSize(q->max_size()) &&
-         q->SetLegacyPfn(static_cast<uint32_t>(val), VIRTIO_PCI_VRING_ALIGN);
+    ok = d->WithQueue(sel, [&](VirtQueue& q) {
+      return q.SetSize(q.max_size()) &&
+             q.SetLegacyPfn(static_cast<uint32_t>(val), VIRTIO_PCI_VRING_ALIGN);
+    });
   } else if (field(VIRTIO_PCI_QUEUE_SEL, 2)) {
     absl::MutexLock l(&mu_);
     queue_select_ = static_cast<uint16_t>(val);
@@ -537,6 +537,8 @@ void VirtIOPCIProxy::LegacyWrite(uint64_t off, uint64_t val, unsigned size) {
     if (val == 0) {
       absl::MutexLock l(&mu_);
       isr_ = 0;
+      config_vector_ = kNoVector;
+      std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
       SetIrq(false);
     }
   } else if (msix && field(20, 2)) {

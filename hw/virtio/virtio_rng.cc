@@ -28,7 +28,10 @@ void VirtIORNG::HandleQueue(uint16_t index) {
   VirtQueue* vq = queue(index);
   VirtQueueElement e;
   uint64_t bytes = 0;
-  for (int n = 0; n < 2 * vq->size() && bytes < kMaxBytesPerKick; ++n) {
+  // Every request available now is answered (each with at most kMaxBytesPerRequest), so no
+  // request is left waiting for a kick that will not come; a driver that keeps refilling while
+  // we work is cut off after two rings' worth and served on its next kick.
+  for (int n = 0; n < 2 * vq->size(); ++n) {
     if (vq->Pop(&e) != PopResult::kOk) break;
     if (e.in_len == 0) {
       VDEV_LOG_GUEST_ERROR(counters(), "bad_request",
@@ -38,10 +41,18 @@ void VirtIORNG::HandleQueue(uint16_t index) {
     }
     uint64_t written = 0;
     for (const iovec& v : e.in) {
-      const size_t want = std::min<uint64_t>(v.iov_len, kMaxBytesPerKick - bytes - written);
+      const size_t want = std::min<uint64_t>(v.iov_len, kMaxBytesPerRequest - written);
+      if (want == 0) break;
       const size_t got = Fill(absl::MakeSpan(static_cast<uint8_t*>(v.iov_base), want));
       written += got;
-      if (got < v.iov_len) break;
+      if (got < want) break;
+    }
+    if (written == 0) {
+      // The source has nothing now: a used buffer must carry at least one byte (§5.4.6.1), so
+      // the request waits for a later kick.
+      vq->Unpop(e);
+      counters().Increment("source_empty");
+      break;
     }
     bytes += written;
     vq->Push(e, static_cast<uint32_t>(written));

@@ -6,8 +6,8 @@
 //   -device virtio-rng-device        (on a virtio-mmio transport)
 //
 // Requests without a writable buffer (a read-only "receive" buffer) are returned empty and
-// counted ("bad_request"). Work per kick is bounded: at most two rings' worth of requests and
-// 1 MiB of entropy.
+// counted ("bad_request"). Work per kick is bounded: at most two rings' worth of requests, each
+// given at most 64 KiB; a request the source cannot serve now waits for the next kick.
 //
 // Thread-safety: as VirtIODevice (queue handling under the device lock).
 #ifndef VDEV_HW_VIRTIO_VIRTIO_RNG_H_
@@ -26,7 +26,7 @@ class VirtIORNG : public VirtIODevice {
   static void ClassInit(VirtIODeviceClass& k);
 
   static constexpr uint16_t kQueueSize = 64;
-  static constexpr uint64_t kMaxBytesPerKick = 1 << 20;
+  static constexpr uint64_t kMaxBytesPerRequest = 64 * 1024;
 
  protected:
   absl::Status Realize() override;

@@ -272,6 +272,7 @@ TEST_F(VirtioDeviceTest, KickOnAnEmptyRingDoesNothing) {
   EXPECT_EQ(dev_->status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 }
 
+// The test device's budget (4) is below what is available: the rest waits for the next kick.
 TEST_F(VirtioDeviceTest, WorkPerKickIsBounded) {
   Init();
   for (int i = 0; i < 10; ++i) ring_->Publish(ring_->AddChain({{GuestAddr(0x40000), 8, true}}));
@@ -307,6 +308,36 @@ TEST_F(VirtioDeviceTest, UnusableRingAtDriverOkSetsNeedsReset) {
   ASSERT_TRUE(q->SetAddresses(GuestAddr(0x10001), ring_->avail_addr(), ring_->used_addr()));
   ASSERT_TRUE(q->SetEnabled(true));
   dev_->SetStatus(kAck | kDrv | kFOk | kDOk);
+  EXPECT_TRUE(dev_->status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+  EXPECT_EQ(dev_->starts, 0);
+  EXPECT_EQ(dev_->stops, 0);  // never started, so never stopped
+  dev_->SetStatus(0);
+  EXPECT_EQ(dev_->stops, 0);
+}
+
+TEST_F(VirtioDeviceTest, FeaturesOkAndDriverOkInOneWriteWithBadFeaturesStartsNothing) {
+  dev_->SetStatus(kAck | kDrv);
+  dev_->WriteGuestFeatures(0, 2);  // bit 1 without bit 0
+  dev_->WriteGuestFeatures(1, 1);
+  dev_->SetStatus(kAck | kDrv | kFOk | kDOk);
+  EXPECT_EQ(dev_->status() & (kFOk | kDOk), 0);
+  EXPECT_EQ(dev_->starts, 0);
+}
+
+TEST_F(VirtioDeviceTest, InterfaceChoiceHoldsUntilReset) {
+  dev_->SetStatus(kAck);
+  dev_->SetLegacy(true);  // too late: the driver already started as a modern one
+  EXPECT_FALSE(dev_->legacy());
+  dev_->SetStatus(0);
+  dev_->SetLegacy(true);
+  EXPECT_TRUE(dev_->legacy());
+}
+
+TEST_F(VirtioDeviceTest, LegacyDriverWithBadFeaturesGetsNeedsResetAtDriverOk) {
+  dev_->SetLegacy(true);
+  dev_->SetStatus(kAck | kDrv);
+  dev_->WriteGuestFeatures(0, 2);
+  dev_->SetStatus(kAck | kDrv | kDOk);
   EXPECT_TRUE(dev_->status() & VIRTIO_CONFIG_S_NEEDS_RESET);
   EXPECT_EQ(dev_->starts, 0);
 }

@@ -319,6 +319,24 @@ TEST_F(VirtioPciTest, ReadOnlyRequestIsReturnedEmptyAndCounted) {
   EXPECT_EQ(dev_counters().Value("bad_request"), 1u);
 }
 
+TEST_F(VirtioPciTest, WithoutBusMasteringTheDeviceLeavesGuestMemoryAlone) {
+  Build("virtio-rng-pci,id=rng");
+  GuestVring* vq = Start();
+  const uint32_t cmd = guest_->ConfigRead(*fn_, pci::kCommand, 2);
+  guest_->ConfigWrite(*fn_, pci::kCommand, cmd & ~pci::kCommandMaster, 2);  // e.g. kexec
+  vq->Publish(vq->AddChain({{kBuf, 8, true}}));
+  drv_->Kick(0);
+  EXPECT_EQ(vq->used_idx(), 0);
+  EXPECT_EQ(dev_counters().Value("notify_without_dma"), 1u);
+  guest_->ConfigWrite(*fn_, pci::kCommand, cmd, 2);
+  drv_->Kick(0);
+  EXPECT_EQ(vq->TakeUsed().size(), 1u);
+  // And DRIVER_OK without bus mastering cannot start the rings.
+  guest_->ConfigWrite(*fn_, pci::kCommand, cmd & ~pci::kCommandMaster, 2);
+  Start();
+  EXPECT_TRUE(drv_->status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
 TEST_F(VirtioPciTest, StatusBitsCannotBeClearedWithoutAReset) {
   Build("virtio-rng-pci,id=rng");
   Start();

@@ -158,24 +158,42 @@ TEST_F(VirtQueueTest, UsedEventDecidesWithEventIdx) {
   EXPECT_THAT(notify, ::testing::ElementsAre(true, false, true, false));
 }
 
-TEST_F(VirtQueueTest, PoisonedUsedEventOnlyChangesWhenWeNotify) {
+TEST_F(VirtQueueTest, PoisonedUsedEventOnlySuppressesInterrupts) {
   Activate(/*event_idx=*/true);
-  ring_->SetUsedEvent(0xbeef);
+  ring_->SetUsedEvent(0xbeef);  // an index the used ring is nowhere near
+  std::vector<bool> notify;
   for (int i = 0; i < 3; ++i) {
     ring_->Publish(ring_->AddChain({{kData, 4, true}}));
     ASSERT_EQ(Pop(), PopResult::kOk);
     vq_->Push(elem_, 4);
-    vq_->ShouldNotify();  // no crash, no effect on the ring
+    notify.push_back(vq_->ShouldNotify());
   }
-  EXPECT_EQ(ring_->used_idx(), 3);
+  // The first notification always goes (nothing signalled yet); then the driver asked for none.
+  EXPECT_THAT(notify, ::testing::ElementsAre(true, false, false));
+  EXPECT_EQ(ring_->used_idx(), 3);  // the ring itself works on
+  EXPECT_FALSE(vq_->broken());
 }
 
-TEST_F(VirtQueueTest, SuppressingKicksSetsTheUsedFlagOrAvailEvent) {
+TEST_F(VirtQueueTest, SuppressingKicksSetsTheUsedFlag) {
   Activate();
   vq_->SetNotification(false);
   EXPECT_EQ(ring_->used_flags() & VRING_USED_F_NO_NOTIFY, VRING_USED_F_NO_NOTIFY);
   vq_->SetNotification(true);
   EXPECT_EQ(ring_->used_flags() & VRING_USED_F_NO_NOTIFY, 0);
+}
+
+TEST_F(VirtQueueTest, WithEventIdxKicksAreAskedForThroughAvailEvent) {
+  Activate(/*event_idx=*/true);
+  for (int i = 0; i < 2; ++i) ring_->Publish(ring_->AddChain({{kData, 4, true}}));
+  vq_->SetNotification(false);  // polling: avail_event is left alone
+  ASSERT_EQ(Pop(), PopResult::kOk);
+  EXPECT_EQ(ring_->avail_event(), 0);
+  vq_->SetNotification(true);  // asks for a kick past what was seen
+  EXPECT_EQ(ring_->avail_event(), 2);
+  ASSERT_EQ(Pop(), PopResult::kOk);
+  EXPECT_EQ(Pop(), PopResult::kEmpty);
+  EXPECT_EQ(ring_->avail_event(), 2);  // published before the ring was called empty
+  EXPECT_EQ(ring_->used_flags() & VRING_USED_F_NO_NOTIFY, 0);  // flags are not used with it
 }
 
 TEST_F(VirtQueueTest, AvailEventFollowsConsumptionWithEventIdx) {
@@ -218,13 +236,16 @@ TEST_F(VirtQueueTest, HeadOutOfRangeBreaks) {
 }
 
 TEST_F(VirtQueueTest, ChainOver4GiBBreaks) {
+  // 3 GiB of (sparse, never touched) RAM so that each 2 GiB descriptor is RAM by itself: only
+  // the total is wrong.
+  ASSERT_TRUE(mem_->AddRam(GuestAddr(1ull << 32), 3ull << 30, "big").ok());
   Activate();
-  // Three 2 GiB descriptors (the RAM check would fail too, but the length check comes first).
-  ring_->WriteDesc(0, 0, 0x80000000u, VRING_DESC_F_NEXT, 1);
-  ring_->WriteDesc(1, 0, 0x80000000u, VRING_DESC_F_NEXT, 2);
-  ring_->WriteDesc(2, 0, 0x80000000u, 0, 0);
+  ring_->WriteDesc(0, 1ull << 32, 0x80000000u, VRING_DESC_F_NEXT, 1);
+  ring_->WriteDesc(1, 1ull << 32, 0x80000000u, VRING_DESC_F_NEXT, 2);
+  ring_->WriteDesc(2, 1ull << 32, 0x80000000u, 0, 0);
   ring_->Publish(0);
   EXPECT_EQ(Pop(), PopResult::kBroken);
+  EXPECT_THAT(vq_->broken_reason(), ::testing::HasSubstr("4 GiB"));
 }
 
 TEST_F(VirtQueueTest, AvailIndexTooFarAheadBreaks) {
@@ -436,8 +457,12 @@ TEST_F(VirtQueueTest, ResetMakesABrokenQueueUsableAgain) {
   Activate();
   ring_->Publish(16);
   ASSERT_EQ(Pop(), PopResult::kBroken);
-  vq_->Reset();
-  SetUp();
+  vq_->Reset();  // the same queue object, as a device reset does it
+  EXPECT_FALSE(vq_->broken());
+  ring_ = std::make_unique<GuestVring>(*mem_, kRing, 16);
+  ASSERT_TRUE(vq_->SetSize(16));
+  ASSERT_TRUE(vq_->SetAddresses(ring_->desc_addr(), ring_->avail_addr(), ring_->used_addr()));
+  ASSERT_TRUE(vq_->SetEnabled(true));
   Activate();
   ring_->Publish(ring_->AddChain({{kData, 4, true}}));
   EXPECT_EQ(Pop(), PopResult::kOk);
