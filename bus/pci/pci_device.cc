@@ -323,6 +323,46 @@ uint8_t PCIDevice::FindCapability(uint8_t id) const {
   return 0;
 }
 
+std::vector<std::pair<uint8_t, uint8_t>> PCIDevice::Capabilities() const {
+  std::vector<std::pair<uint8_t, uint8_t>> out;
+  absl::MutexLock l(&mu_);
+  uint8_t pos = config_[kCapabilityList] & 0xfc;
+  for (int n = 0; pos >= kConfigHeaderSize && n < kMaxCapabilities; ++n) {
+    out.emplace_back(pos, config_[pos]);
+    pos = config_[pos + kCapListNext] & 0xfc;
+  }
+  return out;
+}
+
+std::string PCIDevice::DescribeCapability(uint8_t pos) const {
+  absl::MutexLock l(&mu_);
+  const uint8_t* c = config_.data() + pos;
+  switch (c[0]) {
+    case kCapIdMsi: {
+      const uint16_t flags = Get16(c + kMsiFlags);
+      return absl::StrFormat("MSI, %u vector(s), %s-bit%s%s", 1u << ((flags >> 1) & 7),
+                             (flags & kMsiFlags64Bit) ? "64" : "32",
+                             (flags & kMsiFlagsMaskBit) ? ", maskable" : "",
+                             (flags & kMsiFlagsEnable) ? ", enabled" : "");
+    }
+    case kCapIdMsix: {
+      const uint16_t flags = Get16(c + kMsixFlags);
+      const uint32_t table = Get32(c + kMsixTable), pba = Get32(c + kMsixPba);
+      return absl::StrFormat("MSI-X, %u vectors, table BAR%u+0x%x, PBA BAR%u+0x%x%s",
+                             (flags & kMsixFlagsQsizeMask) + 1u, table & 7, table & ~7u, pba & 7,
+                             pba & ~7u, (flags & kMsixFlagsEnable) ? ", enabled" : "");
+    }
+    case kCapIdVendor:
+      return absl::StrFormat("vendor-specific, %u bytes", c[2]);
+    case kCapIdPm:
+      return "power management";
+    case kCapIdExpress:
+      return "PCI Express";
+    default:
+      return absl::StrFormat("id 0x%02x", c[0]);
+  }
+}
+
 // ---- MSI ----
 
 absl::Status PCIDevice::InitMsi(uint8_t offset, unsigned vectors, bool is_64bit,

@@ -131,6 +131,11 @@ class PCIDevice : public DeviceState {
   absl::StatusOr<uint8_t> AddCapability(uint8_t id, uint8_t size, uint8_t offset = 0);
   // The offset of the first capability with `id`, or 0. Bounded: a looping list ends the walk.
   uint8_t FindCapability(uint8_t id) const;
+  // Every capability as (offset, id), in list order (bounded like FindCapability).
+  std::vector<std::pair<uint8_t, uint8_t>> Capabilities() const;
+  // One line about the capability at `pos`, for `info pci`. Devices with vendor-specific
+  // capabilities override it and call the parent for the others.
+  virtual std::string DescribeCapability(uint8_t pos) const;
 
   // ---- MSI (one capability, 1..32 vectors) ----
   absl::Status InitMsi(uint8_t offset, unsigned vectors, bool is_64bit, bool per_vector_mask);

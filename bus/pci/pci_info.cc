@@ -47,6 +47,10 @@ void FormatBus(PCIBus& bus, std::string* out, int depth) {
                               (b.type & kBarMemPrefetch) ? " prefetchable" : "", at, end);
       }
     }
+    for (auto [pos, id] : d->Capabilities()) {
+      absl::StrAppendFormat(out, "      Capability at 0x%02x: %s\n", pos,
+                            d->DescribeCapability(pos));
+    }
     absl::StrAppendFormat(out, "      id \"%s\"\n", d->id());
   }
   for (int devfn = 0; devfn < kSlotsPerBus * kFunctionsPerSlot; ++devfn) {

@@ -280,6 +280,25 @@ std::optional<uint64_t> VirtIOPCIProxy::QueueNotifyAddress(uint16_t index) const
   return b.mapped_at + kNotifyOffset + uint64_t{index} * kNotifyMultiplier;
 }
 
+std::string VirtIOPCIProxy::DescribeCapability(uint8_t pos) const {
+  const std::string generic = PCIDevice::DescribeCapability(pos);
+  auto* self = const_cast<VirtIOPCIProxy*>(this);
+  absl::MutexLock l(&self->config_lock());
+  const uint8_t* c = self->config() + pos;
+  if (c[0] != pci::kCapIdVendor) return generic;
+  static constexpr const char* kNames[] = {"?",   "common config", "notify",
+                                           "ISR", "device config", "PCI config access"};
+  const uint8_t type = c[VIRTIO_PCI_CAP_CFG_TYPE];
+  auto get32 = [c](int o) {
+    return uint32_t{c[o]} | uint32_t{c[o + 1]} << 8 | uint32_t{c[o + 2]} << 16 |
+           uint32_t{c[o + 3]} << 24;
+  };
+  if (type == VIRTIO_PCI_CAP_PCI_CFG) return "virtio PCI config access (type 5)";
+  return absl::StrFormat("virtio %s (type %u), BAR%u+0x%x, 0x%x bytes",
+                         type < 6 ? kNames[type] : "?", type, c[VIRTIO_PCI_CAP_BAR],
+                         get32(VIRTIO_PCI_CAP_OFFSET), get32(VIRTIO_PCI_CAP_LENGTH));
+}
+
 // ---- interrupts ----
 
 void VirtIOPCIProxy::RaiseLocked(uint8_t isr_bit, uint16_t vector) {

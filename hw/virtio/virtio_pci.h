@@ -74,6 +74,8 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   std::optional<uint64_t> QueueNotifyAddress(uint16_t index) const;
   bool ioeventfd() const { return ioeventfd_; }
 
+  std::string DescribeCapability(uint8_t pos) const override;
+
   // VirtioTransport.
   void NotifyQueue(uint16_t index) override;
   void NotifyConfig() override;

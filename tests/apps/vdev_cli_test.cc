@@ -68,6 +68,40 @@ TEST(VdevCliTest, PrintPciOnAMachineWithoutPciIsOneLineError) {
   EXPECT_EQ(r.err, "vdev: --print pci: this machine has no PCI bus 'pci.0'\n");
 }
 
+TEST(VdevCliTest, PrintPciShowsVirtioRngPciWithItsCapabilities) {
+  RunResult r = RunVdev("-device virtio-rng-pci --print pci");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("PCI device 1af4:1044"));
+  EXPECT_THAT(r.out, HasSubstr("MSI-X, 2 vectors"));
+  EXPECT_THAT(r.out, HasSubstr("virtio common config (type 1), BAR4+0x0"));
+  EXPECT_THAT(r.out, HasSubstr("virtio notify (type 2)"));
+  EXPECT_THAT(r.out, HasSubstr("virtio ISR (type 3)"));
+  EXPECT_THAT(r.out, HasSubstr("virtio device config (type 4)"));
+  EXPECT_THAT(r.out, HasSubstr("virtio PCI config access (type 5)"));
+}
+
+TEST(VdevCliTest, DumpDtbWritesADeviceTreeForVirt) {
+  const std::string path = ::testing::TempDir() + "/vdev_cli_" + std::to_string(getpid()) + ".dtb";
+  RunResult r = RunVdev("-machine virt -device virtio-rng-device --dump-dtb " + path);
+  EXPECT_EQ(r.status, 0) << r.err;
+  FILE* f = fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  unsigned char magic[4] = {};
+  EXPECT_EQ(fread(magic, 1, 4, f), 4u);
+  fclose(f);
+  std::remove(path.c_str());
+  EXPECT_EQ(magic[0], 0xd0);  // FDT magic 0xd00dfeed, big-endian
+  EXPECT_EQ(magic[3], 0xed);
+}
+
+TEST(VdevCliTest, DumpDtbOnPcIsOneLineError) {
+  RunResult r = RunVdev("--dump-dtb /tmp/never.dtb");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "vdev: --dump-dtb /tmp/never.dtb: machine 'pc' has no device tree (-machine "
+            "virt has one)\n");
+}
+
 TEST(VdevCliTest, DefaultMachinePrintsTreeAndQomTree) {
   RunResult r = RunVdev("--print qtree --print qom-tree");
   EXPECT_EQ(r.status, 0) << r.err;
