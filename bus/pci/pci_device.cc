@@ -568,6 +568,12 @@ void PCIDevice::MsixNotify(unsigned vector) {
   counters().Increment("msix_sent");
 }
 
+std::optional<MsiMessage> PCIDevice::MsixVectorMessage(unsigned vector) const {
+  absl::MutexLock l(&mu_);
+  if (vector >= msix_vectors_ || msix_table_.empty()) return std::nullopt;
+  return MsixMessageLocked(vector);
+}
+
 bool PCIDevice::MsixPending(unsigned vector) const {
   absl::MutexLock l(&mu_);
   if (vector >= msix_vectors_) return false;

@@ -159,6 +159,9 @@ class PCIDevice : public DeviceState {
   // vector >= the table size is no vector: counted as a guest error, nothing delivered.
   void MsixNotify(unsigned vector);
   bool MsixPending(unsigned vector) const;
+  // The message MSI-X `vector` currently sends (nullopt: no such vector). For a VMM that routes
+  // vectors to irqfds (KVM): it re-reads this when the guest reprograms the table.
+  std::optional<MsiMessage> MsixVectorMessage(unsigned vector) const;
 
   // ---- INTx ----
   // Drives the device's interrupt pin (level-triggered). Ignored without a pin. Reflected in the

@@ -299,6 +299,24 @@ std::string VirtIOPCIProxy::DescribeCapability(uint8_t pos) const {
                          get32(VIRTIO_PCI_CAP_OFFSET), get32(VIRTIO_PCI_CAP_LENGTH));
 }
 
+std::optional<std::pair<uint16_t, MsiMessage>> VirtIOPCIProxy::InterruptRoute(int index) {
+  uint16_t vector;
+  {
+    absl::MutexLock l(&mu_);
+    if (index == kConfigVector) {
+      vector = config_vector_;
+    } else if (index >= 0 && static_cast<size_t>(index) < queue_vectors_.size()) {
+      vector = queue_vectors_[static_cast<size_t>(index)];
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (vector == kNoVector || !msix_enabled()) return std::nullopt;
+  auto msg = MsixVectorMessage(vector);
+  if (!msg) return std::nullopt;
+  return std::make_pair(vector, *msg);
+}
+
 // ---- interrupts ----
 
 void VirtIOPCIProxy::RaiseLocked(uint8_t isr_bit, uint16_t vector) {

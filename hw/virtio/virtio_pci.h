@@ -73,6 +73,10 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   // while the modern BAR is mapped (a VMM binds an eventfd there), or nullopt.
   std::optional<uint64_t> QueueNotifyAddress(uint16_t index) const;
   bool ioeventfd() const { return ioeventfd_; }
+  // irqfd support: the MSI-X vector queue `index` (or, with kConfigVector, the configuration
+  // change) interrupts on, and the message it sends; nullopt without MSI-X or with NO_VECTOR.
+  static constexpr int kConfigVector = -1;
+  std::optional<std::pair<uint16_t, MsiMessage>> InterruptRoute(int index);
 
   std::string DescribeCapability(uint8_t pos) const override;
 

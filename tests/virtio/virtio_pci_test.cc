@@ -94,8 +94,8 @@ TEST_F(VirtioPciTest, ModernDeviceIdentityAndCapabilities) {
 TEST_F(VirtioPciTest, EntropyOverModernWithMsix) {
   Build("virtio-rng-pci,id=rng");
   ASSERT_TRUE(guest_->EnableMsix(*fn_, {{0xfee00000, 0x30}, {0xfee00000, 0x31}}));
-  drv_->SetConfigVector(0);
   GuestVring* vq = Start(/*vector=*/1);
+  drv_->SetConfigVector(0);
   vq->Publish(vq->AddChain({{kBuf, 64, true}}));
   drv_->Kick(0);
   auto used = vq->TakeUsed();
@@ -104,6 +104,25 @@ TEST_F(VirtioPciTest, EntropyOverModernWithMsix) {
   EXPECT_TRUE(NotAllZero(Buf(64)));
   EXPECT_THAT(sink_.msis(), ::testing::ElementsAre(MsiMessage{0xfee00000, 0x31}));
   EXPECT_EQ(dev_counters().Value("entropy_bytes"), 64u);
+}
+
+TEST_F(VirtioPciTest, VmmCanLearnNotifyAddressesAndInterruptRoutes) {
+  Build("virtio-rng-pci,id=rng");
+  ASSERT_TRUE(guest_->EnableMsix(*fn_, {{0xfee00000, 0x30}, {0xfee01000, 0x31}}));
+  Start(/*vector=*/1);
+  drv_->SetConfigVector(0);  // after the reset that initialisation starts with
+  // ioeventfd: where the guest's notification for queue 0 lands.
+  EXPECT_EQ(proxy_->QueueNotifyAddress(0), fn_->bars[4].addr + VirtIOPCIProxy::kNotifyOffset);
+  EXPECT_EQ(proxy_->QueueNotifyAddress(1), std::nullopt);
+  // irqfd: the vector and message of queue 0 and of config changes.
+  auto q = proxy_->InterruptRoute(0);
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(q->first, 1);
+  EXPECT_EQ(q->second, (MsiMessage{0xfee01000, 0x31}));
+  auto c = proxy_->InterruptRoute(VirtIOPCIProxy::kConfigVector);
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->second, (MsiMessage{0xfee00000, 0x30}));
+  EXPECT_EQ(proxy_->InterruptRoute(5), std::nullopt);
 }
 
 TEST_F(VirtioPciTest, EntropyOverModernWithIntxAndIsr) {
