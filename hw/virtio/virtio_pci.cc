@@ -262,13 +262,28 @@ void VirtIOPCIProxy::Unrealize() {
 void VirtIOPCIProxy::Reset() {
   {
     absl::MutexLock l(&mu_);
-    isr_ = 0;
-    config_vector_ = kNoVector;
-    std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
+    ResetInterruptsLocked();
     device_feature_select_ = driver_feature_select_ = 0;
     queue_select_ = 0;
   }
   PCIDevice::Reset();
+}
+
+void VirtIOPCIProxy::ResetInterruptsLocked() {
+  isr_ = 0;
+  config_vector_ = kNoVector;
+  std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
+  SetIrq(false);
+}
+
+void VirtIOPCIProxy::WriteStatus(bool legacy, uint8_t status) {
+  VirtIODevice* d = vdev();
+  d->SetLegacy(legacy);  // effective only at the start of initialisation
+  d->SetStatus(status);
+  if (status == 0) {  // a device reset also resets the transport's interrupt state
+    absl::MutexLock l(&mu_);
+    ResetInterruptsLocked();
+  }
 }
 
 std::optional<uint64_t> VirtIOPCIProxy::QueueNotifyAddress(uint16_t index) const {
@@ -436,15 +451,7 @@ void VirtIOPCIProxy::CommonWrite(uint64_t off, uint64_t val, unsigned size) {
       return;
     }
     case VIRTIO_PCI_COMMON_STATUS:
-      d->SetLegacy(false);
-      d->SetStatus(static_cast<uint8_t>(val));
-      if (val == 0) {
-        absl::MutexLock l(&mu_);
-        isr_ = 0;
-        config_vector_ = kNoVector;
-        std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
-        SetIrq(false);
-      }
+      WriteStatus(/*legacy=*/false, static_cast<uint8_t>(val));
       return;
     case VIRTIO_PCI_COMMON_DF:
     case VIRTIO_PCI_COMMON_NUMQ:
@@ -569,15 +576,7 @@ void VirtIOPCIProxy::LegacyWrite(uint64_t off, uint64_t val, unsigned size) {
   } else if (field(VIRTIO_PCI_QUEUE_NOTIFY, 2)) {
     d->Kick(static_cast<uint16_t>(val));
   } else if (field(VIRTIO_PCI_STATUS, 1)) {
-    d->SetLegacy(true);
-    d->SetStatus(static_cast<uint8_t>(val));
-    if (val == 0) {
-      absl::MutexLock l(&mu_);
-      isr_ = 0;
-      config_vector_ = kNoVector;
-      std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
-      SetIrq(false);
-    }
+    WriteStatus(/*legacy=*/true, static_cast<uint8_t>(val));
   } else if (msix && field(20, 2)) {
     absl::MutexLock l(&mu_);
     config_vector_ = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;

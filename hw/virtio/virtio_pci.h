@@ -97,6 +97,9 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   uint64_t LegacyRead(uint64_t off, unsigned size);
   void LegacyWrite(uint64_t off, uint64_t val, unsigned size);
   void RaiseLocked(uint8_t isr_bit, uint16_t vector) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResetInterruptsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A status write through the modern or the legacy interface.
+  void WriteStatus(bool legacy, uint8_t status);
   void ConfigWritten(uint32_t offset, int size) override;
   void BeforeConfigRead(uint32_t offset, int size) override;
   // The PCI configuration access capability's window (§4.1.4.9).
