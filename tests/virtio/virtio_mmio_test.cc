@@ -33,7 +33,7 @@ class VirtioMmioTest : public ::testing::Test {
       auto r = m_->DeviceAdd(d);
       ASSERT_TRUE(r.ok()) << r.status();
     }
-    virt_ = static_cast<VirtMachine*>(m_.get());
+    virt_ = dynamic_cast<VirtMachine*>(m_.get());  // nullptr on other boards
   }
   VirtioMmioDriver Driver(int i) {
     return VirtioMmioDriver(m_->memory_space(), m_->guest_memory(),
