@@ -100,6 +100,33 @@ Machine::~Machine() {
   if (peripheral_anon_) DeleteChild("peripheral-anon");
   for (qom::Object* c : children()) DeleteChild(c->name());
   root_.reset();
+  main_loop_.reset();  // after everything that could be registered on it
+}
+
+EventLoop& Machine::main_loop() {
+  if (main_loop_ == nullptr) {
+    auto t = qom::MakeChecked<IOThread>();
+    absl::Status s = t->Complete();
+    VDEV_CHECK(s.ok() && "cannot start the main loop thread");
+    main_loop_ = std::move(t);
+  }
+  return main_loop_->loop();
+}
+
+EventLoop& MainLoopFor(qom::Object& obj) {
+  qom::Object* root = obj.Root();
+  if (root != nullptr) {
+    if (Machine* m = qom::DynamicCast<Machine>(root->FindChild("machine")); m != nullptr) {
+      return m->main_loop();
+    }
+  }
+  static IOThread* fallback = [] {
+    IOThread* t = qom::MakeChecked<IOThread>().release();
+    absl::Status s = t->Complete();
+    VDEV_CHECK(s.ok() && "cannot start the main loop thread");
+    return t;
+  }();
+  return fallback->loop();
 }
 
 absl::Status Machine::Init() {

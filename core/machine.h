@@ -34,6 +34,7 @@
 #include "core/bus.h"
 #include "core/device.h"
 #include "core/guest_memory.h"
+#include "core/iothread.h"
 #include "core/irq.h"
 #include "core/memory.h"
 #include "core/options.h"
@@ -107,6 +108,10 @@ class Machine : public qom::Object {
   // Interrupts from devices; set the VMM's sink with irq().set_sink(&sink).
   IrqRouter& irq() { return irq_router_; }
   uint64_t ram_size() const { return ram_size_.bytes; }
+  // The machine's main loop (QEMU's main loop): host fds of backends and devices that are not
+  // linked to an iothread (a TAP, a socket) are served here, on a thread the machine starts on
+  // first use and stops after every device and backend is gone.
+  EventLoop& main_loop();
 
   // ---- lifecycle ----
   // Ends cold plug: later DeviceAdd/DeviceDel are hotplug and need hotpluggable devices and buses.
@@ -156,6 +161,7 @@ class Machine : public qom::Object {
   std::unique_ptr<AddressSpace> memory_space_;
   std::unique_ptr<AddressSpace> io_space_;
   std::vector<std::unique_ptr<MemoryRegion>> ram_regions_;
+  std::unique_ptr<IOThread> main_loop_;
 
  protected:
   // Maps guest RAM [gpa, gpa + size) (allocated in guest_memory()) into system_memory().
@@ -169,6 +175,10 @@ class NoneMachine : public Machine {
   using Parent = Machine;
   static void ClassInit(MachineClass& k);
 };
+
+// The main loop of the machine `obj` is in (see Machine::main_loop); for an object outside any
+// machine, a process-wide loop thread started on first use.
+EventLoop& MainLoopFor(qom::Object& obj);
 
 // A well-formed id: a letter, then letters, digits, '-', '.', '_' (QEMU's id_wellformed).
 bool IsWellFormedId(absl::string_view id);

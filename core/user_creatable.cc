@@ -24,11 +24,8 @@ const ObjectGroup& ObjectGroupFor(absl::string_view option) {
 
 VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{
     .name = UserCreatable::kTypeName, .parent = "interface", .abstract = true}));
-// The bases of the -netdev and -chardev groups; backends derive from them.
-VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{.name = "netdev",
-                                       .parent = qom::Object::kTypeName,
-                                       .abstract = true,
-                                       .interfaces = {UserCreatable::kTypeName}}));
+// The base of the -chardev group; backends derive from it. (The -netdev group's base, "netdev",
+// is net::Netdev.)
 VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{.name = "chardev",
                                        .parent = qom::Object::kTypeName,
                                        .abstract = true,

@@ -1,0 +1,229 @@
+#include "net/net.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/base/logging.h"
+
+namespace vdev::net {
+
+size_t IovSize(const iovec* iov, int n) {
+  size_t total = 0;
+  for (int i = 0; i < n; ++i) total += iov[i].iov_len;
+  return total;
+}
+
+size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len) {
+  size_t done = 0;
+  for (int i = 0; i < n && done < len; ++i) {
+    if (offset >= iov[i].iov_len) {
+      offset -= iov[i].iov_len;
+      continue;
+    }
+    const size_t chunk = std::min(iov[i].iov_len - offset, len - done);
+    std::memcpy(static_cast<uint8_t*>(out) + done, static_cast<const uint8_t*>(iov[i].iov_base) + offset,
+                chunk);
+    done += chunk;
+    offset = 0;
+  }
+  return done;
+}
+
+NetClientState::NetClientState(std::string type, std::string name)
+    : type_(std::move(type)), name_(std::move(name)) {}
+
+NetClientState::~NetClientState() {
+  Unlink(/*sender_going_away=*/true);
+  PurgeQueue(nullptr, this);
+}
+
+bool NetClientState::Connect(NetClientState* a, NetClientState* b) {
+  if (a == nullptr || b == nullptr || a == b || a->peer_ != nullptr || b->peer_ != nullptr) {
+    return false;
+  }
+  a->peer_ = b;
+  b->peer_ = a;
+  return true;
+}
+
+void NetClientState::Disconnect() { Unlink(/*sender_going_away=*/false); }
+
+void NetClientState::Unlink(bool sender_going_away) {
+  NetClientState* p = peer_;
+  if (p == nullptr) return;
+  p->PurgeQueue(this, sender_going_away ? this : nullptr);
+  PurgeQueue(p);
+  p->peer_ = nullptr;
+  peer_ = nullptr;
+}
+
+void NetClientState::SetLinkDown(bool down) {
+  link_down_ = down;
+  LinkStatusChanged();
+  // QEMU's set_link: a NIC's link follows its backend's (and the backend hears about it).
+  if (peer_ != nullptr) {
+    peer_->link_down_ = down;
+    peer_->LinkStatusChanged();
+  }
+}
+
+bool NetClientState::CanSend() {
+  NetClientState* p = peer_;
+  if (p == nullptr) return false;
+  {
+    absl::MutexLock l(&p->queue_mu_);
+    if (p->receive_disabled_ || !p->queue_.empty()) return false;
+  }
+  return p->CanReceive();
+}
+
+ssize_t NetClientState::Send(const void* buf, size_t len, SentCallback sent) {
+  iovec v{const_cast<void*>(buf), len};
+  return SendIov(&v, 1, std::move(sent));
+}
+
+ssize_t NetClientState::SendIov(const iovec* iov, int n, SentCallback sent) {
+  NetClientState* p = peer_;
+  const size_t size = IovSize(iov, n);
+  if (p == nullptr) {
+    counters_.Increment("tx_no_peer");
+    return -1;
+  }
+  if (link_down_ || p->link_down_) {
+    // As a cable pulled out: the frame is gone, but the sender is not held up.
+    counters_.Increment("tx_link_down");
+    return static_cast<ssize_t>(size);
+  }
+  Filter(iov, n, /*sent_by_this=*/true);
+  return p->Deliver(iov, n, this, std::move(sent));
+}
+
+ssize_t NetClientState::SendDirect(const std::function<ssize_t(const iovec*, int)>& fill) {
+  NetClientState* p = peer_;
+  if (p == nullptr || link_down_ || p->link_down_) return kNoDirect;
+  {
+    absl::MutexLock l(&filter_mu_);
+    if (!filters_.empty()) return kNoDirect;
+  }
+  {
+    absl::MutexLock l(&p->filter_mu_);
+    if (!p->filters_.empty()) return kNoDirect;
+  }
+  {
+    absl::MutexLock l(&p->queue_mu_);
+    if (p->receive_disabled_ || p->flushing_ || !p->queue_.empty()) return kNoDirect;
+  }
+  return p->ReceiveDirect(fill);
+}
+
+ssize_t NetClientState::Deliver(const iovec* iov, int n, NetClientState* sender,
+                                SentCallback sent) {
+  auto enqueue = [&]() -> ssize_t {
+    absl::MutexLock l(&queue_mu_);
+    if (!sent && queue_.size() >= kMaxQueuedFrames) {
+      counters_.Increment("rx_queue_full_drops");
+      return -1;
+    }
+    Packet pkt{sender, std::vector<uint8_t>(IovSize(iov, n)), std::move(sent)};
+    IovToBuf(iov, n, 0, pkt.data.data(), pkt.data.size());
+    queue_.push_back(std::move(pkt));
+    counters_.Increment("rx_queued");
+    return 0;
+  };
+  bool must_queue;
+  {
+    absl::MutexLock l(&queue_mu_);
+    must_queue = receive_disabled_ || flushing_ || !queue_.empty();
+  }
+  // Keep order behind what is already waiting.
+  if (must_queue || !CanReceive()) return enqueue();
+  Filter(iov, n, /*sent_by_this=*/false);
+  const ssize_t ret = ReceiveIov(iov, n);
+  if (ret == 0) {
+    {
+      absl::MutexLock l(&queue_mu_);
+      receive_disabled_ = true;
+    }
+    return enqueue();
+  }
+  if (ret < 0) counters_.Increment("rx_refused");
+  return ret;
+}
+
+bool NetClientState::FlushQueue() {
+  {
+    absl::MutexLock l(&queue_mu_);
+    if (flushing_) return false;
+    flushing_ = true;
+  }
+  for (;;) {
+    Packet pkt;
+    {
+      absl::MutexLock l(&queue_mu_);
+      if (queue_.empty()) {
+        receive_disabled_ = false;
+        flushing_ = false;
+        return true;
+      }
+      pkt = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    iovec v{pkt.data.data(), pkt.data.size()};
+    ssize_t ret = 0;
+    if (CanReceive()) {
+      Filter(&v, 1, /*sent_by_this=*/false);
+      ret = ReceiveIov(&v, 1);
+    }
+    if (ret == 0) {
+      absl::MutexLock l(&queue_mu_);
+      queue_.push_front(std::move(pkt));
+      receive_disabled_ = true;
+      flushing_ = false;
+      return false;
+    }
+    if (ret < 0) counters_.Increment("rx_refused");
+    if (pkt.sent) pkt.sent();
+  }
+}
+
+void NetClientState::PurgeQueue(const NetClientState* sender,
+                                const NetClientState* no_callbacks_for) {
+  std::vector<SentCallback> callbacks;
+  {
+    absl::MutexLock l(&queue_mu_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (sender == nullptr || it->sender == sender) {
+        // Senders resume as if delivered; one that is being destroyed is not called.
+        if (it->sent && it->sender != no_callbacks_for) callbacks.push_back(std::move(it->sent));
+        counters_.Increment("rx_purged");
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (queue_.empty()) receive_disabled_ = false;
+  }
+  for (auto& cb : callbacks) cb();
+}
+
+void NetClientState::ReceiverReady() {
+  FlushQueue();
+  if (peer_ != nullptr) peer_->PeerReady();
+}
+
+void NetClientState::AddFilter(NetFilter* f) {
+  absl::MutexLock l(&filter_mu_);
+  filters_.push_back(f);
+}
+
+void NetClientState::RemoveFilter(NetFilter* f) {
+  absl::MutexLock l(&filter_mu_);
+  filters_.erase(std::remove(filters_.begin(), filters_.end(), f), filters_.end());
+}
+
+void NetClientState::Filter(const iovec* iov, int n, bool sent_by_this) {
+  absl::MutexLock l(&filter_mu_);
+  for (NetFilter* f : filters_) f->Observe(*this, iov, n, sent_by_this);
+}
+
+}  // namespace vdev::net

@@ -1,0 +1,463 @@
+#include "net/tap.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include "net/virtio_net_uapi.h"
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/base/logging.h"
+
+namespace vdev::net {
+namespace {
+
+// Frames read per readiness event before giving other fds a turn.
+constexpr int kReadBudget = 256;
+
+std::string Errno(const char* what) { return absl::StrCat(what, ": ", strerror(errno)); }
+
+}  // namespace
+
+// One TAP queue.
+class Tap::Client : public NetClientState {
+ public:
+  Client(Tap* owner, std::string name, UniqueFd fd, bool has_vnet_hdr)
+      : NetClientState("tap", std::move(name)),
+        owner_(owner),
+        fd_(std::move(fd)),
+        has_vnet_hdr_(has_vnet_hdr),
+        buf_(kMaxFrameSize) {
+    tx_frames_ = counters().Get("tx_frames");
+    rx_frames_ = counters().Get("rx_frames");
+    tx_errors_ = counters().Get("tx_errors");
+    rx_errors_ = counters().Get("rx_errors");
+    if (has_vnet_hdr_) {
+      int len = sizeof(virtio_net_hdr);
+      ioctl(fd_.get(), TUNSETVNETHDRSZ, &len);
+      // UFO is gone from some kernels: probe it.
+      has_ufo_ = ioctl(fd_.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_UFO) == 0;
+      ioctl(fd_.get(), TUNSETOFFLOAD, 0u);
+    }
+    ReadMtu();
+  }
+  ~Client() override { Disconnect(); }
+
+  int fd() const { return fd_.get(); }
+
+  absl::Status Start(EventLoop& loop) {
+    loop_ = &loop;
+    auto w = loop.WatchFd(fd_.get(), EPOLLIN, [this](uint32_t ev) { OnReady(ev); });
+    if (!w.ok()) return w.status();
+    watch_ = std::move(*w);
+    return absl::OkStatus();
+  }
+  // On the loop thread.
+  void Stop() { watch_.Reset(); }
+
+  // ---- NetClientState ----
+  ssize_t ReceiveIov(const iovec* iov, int n) override {
+    // A frame from the NIC. Without the header in use, the kernel still expects one: zeros.
+    iovec v[64 + 1];
+    virtio_net_hdr_mrg_rxbuf zero{};
+    int cnt = 0;
+    if (has_vnet_hdr_ && !using_vnet_hdr_) v[cnt++] = {&zero, size_t(vnet_hdr_len_)};
+    if (n > 64) return WriteLinearised(iov, n);
+    for (int i = 0; i < n; ++i) v[cnt++] = iov[i];
+    const ssize_t r = writev(fd_.get(), v, cnt);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        WantWrite();
+        return 0;
+      }
+      tx_errors_->Add(1);
+      return -1;
+    }
+    tx_frames_->Add(1);
+    return static_cast<ssize_t>(IovSize(iov, n));
+  }
+
+  void PeerReady() override {
+    // The NIC can receive again: resume reading (on the loop thread).
+    loop_->Post([this] { SetReading(true); });
+  }
+
+  bool HasVnetHdr() const override { return has_vnet_hdr_; }
+  bool HasVnetHdrLen(int len) const override {
+    return has_vnet_hdr_ && (len == sizeof(virtio_net_hdr) || len == sizeof(virtio_net_hdr_mrg_rxbuf));
+  }
+  void UsingVnetHdr(bool enable) override { using_vnet_hdr_ = has_vnet_hdr_ && enable; }
+  void SetVnetHdrLen(int len) override {
+    if (!HasVnetHdrLen(len)) return;
+    if (ioctl(fd_.get(), TUNSETVNETHDRSZ, &len) == 0) vnet_hdr_len_ = len;
+  }
+  bool HasUfo() const override { return has_ufo_; }
+  void SetOffload(const Offloads& o) override {
+    if (!has_vnet_hdr_) return;
+    unsigned flags = 0;
+    if (o.csum) {
+      flags |= TUN_F_CSUM;
+      if (o.tso4) flags |= TUN_F_TSO4;
+      if (o.tso6) flags |= TUN_F_TSO6;
+      if (o.ecn) flags |= TUN_F_TSO_ECN;
+      if (o.ufo && has_ufo_) flags |= TUN_F_UFO;
+    }
+    if (ioctl(fd_.get(), TUNSETOFFLOAD, flags) != 0) {
+      VDEV_LOG(kWarning, "tap %s: TUNSETOFFLOAD 0x%x: %s", name(), flags, strerror(errno));
+      return;
+    }
+    gso_ = flags & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO);
+    ReadMtu();
+  }
+  int CarriedVnetHdrLen() const override { return using_vnet_hdr_ ? vnet_hdr_len_ : 0; }
+  // The largest frame the kernel may hand us: a GSO frame with offloads on, else the MTU's.
+  size_t MaxFrameSize() const override {
+    return gso_ ? 65535 : mtu_.load(std::memory_order_relaxed) + 14 + 4;
+  }
+
+ private:
+  void ReadMtu() {
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, owner_->ifname().c_str(), IFNAMSIZ - 1);
+    const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s >= 0) {
+      if (ioctl(s, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) mtu_ = ifr.ifr_mtu;
+      close(s);
+    }
+  }
+
+  ssize_t WriteLinearised(const iovec* iov, int n) {
+    const size_t size = IovSize(iov, n);
+    const size_t hdr = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
+    if (size + hdr > buf_.size()) {
+      tx_errors_->Add(1);
+      return -1;
+    }
+    std::vector<uint8_t> tmp(hdr + size);
+    IovToBuf(iov, n, 0, tmp.data() + hdr, size);
+    const ssize_t r = write(fd_.get(), tmp.data(), tmp.size());
+    if (r < 0) {
+      if (errno == EAGAIN) {
+        WantWrite();
+        return 0;
+      }
+      tx_errors_->Add(1);
+      return -1;
+    }
+    tx_frames_->Add(1);
+    return static_cast<ssize_t>(size);
+  }
+
+  // The TAP is full: watch for room (from whatever thread the NIC transmits on).
+  void WantWrite() {
+    if (want_write_.exchange(true)) return;
+    loop_->Post([this] { UpdateEvents(); });
+  }
+
+  void SetReading(bool on) {
+    reading_ = on;
+    UpdateEvents();
+  }
+
+  void UpdateEvents() {
+    if (!watch_.active()) return;
+    uint32_t ev = (reading_ ? uint32_t{EPOLLIN} : 0u) | (want_write_.load() ? uint32_t{EPOLLOUT} : 0u);
+    if (ev != watch_.events()) (void)watch_.SetEvents(ev);
+  }
+
+  void OnReady(uint32_t ev) {
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+      // The interface went away under us: stop serving the fd.
+      VDEV_LOG(kWarning, "tap %s: fd error or hang-up; no longer served", name());
+      watch_.Reset();
+      return;
+    }
+    if (ev & EPOLLOUT) {
+      want_write_ = false;
+      UpdateEvents();
+      ReceiverReady();  // resends the queued frames; the NIC's transmit resumes on their callbacks
+    }
+    if (ev & EPOLLIN) ReadFrames();
+  }
+
+  // Reads frames and hands them to the NIC until the TAP is empty, the budget is spent, or the
+  // NIC cannot take more (then reading pauses until PeerReady).
+  void ReadFrames() {
+    const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
+    for (int i = 0; i < kReadBudget; ++i) {
+      if (!CanSend()) {
+        if (peer() != nullptr) {
+          SetReading(false);
+        } else {
+          DiscardOne();  // nobody listens: drain, do not spin
+        }
+        return;
+      }
+      // Zero copy: read into the guest's buffers.
+      virtio_net_hdr_mrg_rxbuf scratch;
+      bool again = false;
+      const ssize_t direct = SendDirect([&](const iovec* iov, int n) -> ssize_t {
+        iovec v[260];
+        if (n > 256) return -1;
+        int cnt = 0;
+        if (strip) v[cnt++] = {&scratch, size_t(strip)};
+        for (int k = 0; k < n; ++k) v[cnt++] = iov[k];
+        const ssize_t r = readv(fd_.get(), v, cnt);
+        if (r < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            again = true;
+            return 0;
+          }
+          rx_errors_->Add(1);
+          ReadMtu();  // a frame bigger than the buffers (EFAULT/EINVAL): the MTU may have grown
+          return -1;
+        }
+        if (r <= strip) {
+          again = r == 0;
+          rx_errors_->Add(1);
+          return -1;
+        }
+        rx_frames_->Add(1);
+        return r - strip;
+      });
+      if (direct != kNoDirect) {
+        if (again) return;
+        continue;  // delivered, or a bad read already counted
+      }
+      // Copy path: into our buffer, then to the NIC.
+      const ssize_t r = read(fd_.get(), buf_.data(), buf_.size());
+      if (r < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) rx_errors_->Add(1);
+        return;
+      }
+      if (r <= strip) {
+        rx_errors_->Add(1);  // shorter than the header, or empty
+        if (r == 0) return;
+        continue;
+      }
+      rx_frames_->Add(1);
+      const ssize_t sent =
+          Send(buf_.data() + strip, size_t(r) - strip, [this] { loop_->Post([this] { SetReading(true); }); });
+      if (sent == 0) {
+        // Queued at the NIC: wait for it to be delivered before reading more.
+        SetReading(false);
+        return;
+      }
+    }
+  }
+
+  void DiscardOne() { (void)!read(fd_.get(), buf_.data(), buf_.size()); }
+
+  Tap* owner_;
+  UniqueFd fd_;
+  const bool has_vnet_hdr_;
+  bool using_vnet_hdr_ = false;
+  int vnet_hdr_len_ = sizeof(virtio_net_hdr);
+  bool has_ufo_ = false;
+  bool gso_ = false;
+  std::atomic<int> mtu_{1500};
+  std::vector<uint8_t> buf_;  // the copy path's frame buffer (loop thread)
+
+  EventLoop* loop_ = nullptr;
+  FdWatch watch_;
+  bool reading_ = true;               // loop thread
+  std::atomic<bool> want_write_{false};
+  Counter* tx_frames_;
+  Counter* rx_frames_;
+  Counter* tx_errors_;
+  Counter* rx_errors_;
+};
+
+void Tap::ClassInit(qom::ObjectClass& k) {
+  k.description = "Linux TAP interface";
+  k.AddProperty(qom::Prop("ifname", &Tap::ifname_, std::string(""),
+                          "interface name (created if absent; default: tapN)"));
+  k.AddProperty(qom::Prop("fd", &Tap::fd_, int32_t{-1}, "an open TAP fd to use (taken over)"));
+  k.AddProperty(qom::Prop("queues", &Tap::queues_, uint32_t{1},
+                          "number of queues (IFF_MULTI_QUEUE when > 1)"));
+  k.AddProperty(qom::EnumProp("vnet_hdr", &Tap::vnet_hdr_, qom::OnOffAuto::kAuto,
+                              qom::OnOffAutoNames(),
+                              "carry virtio-net headers (IFF_VNET_HDR) for checksum/GSO offload"));
+  k.AddProperty(qom::Prop("script", &Tap::script_, std::string(""),
+                          "must be empty or 'no' (helper scripts are not run)"));
+  k.AddProperty(qom::Prop("downscript", &Tap::downscript_, std::string(""),
+                          "must be empty or 'no' (helper scripts are not run)"));
+  k.AddProperty(qom::Prop("sndbuf", &Tap::sndbuf_, qom::Size{0},
+                          "send buffer limit in bytes (TUNSETSNDBUF; 0: unlimited)"));
+  k.AddProperty(qom::EnumProp("vhost", &Tap::vhost_, qom::OnOffAuto::kOff, qom::OnOffAutoNames(),
+                              "vhost-net offload (not available yet)"));
+  k.AddProperty(qom::Prop("vhostfd", &Tap::vhostfd_, std::string(""),
+                          "an open /dev/vhost-net fd (not available yet)"));
+}
+
+Tap::~Tap() {
+  if (clients_.empty()) return;
+  OnLoop([&] {
+    for (auto& c : clients_) static_cast<Client*>(c.get())->Stop();
+  });
+  clients_.clear();
+}
+
+int Tap::fd(size_t queue) const {
+  return queue < clients_.size() ? static_cast<Client*>(clients_[queue].get())->fd() : -1;
+}
+
+absl::Status Tap::Complete() {
+  const std::string ctx = absl::StrCat("tap '", name(), "'");
+  for (const std::string* s : {&script_, &downscript_}) {
+    if (!s->empty() && *s != "no") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ctx, ": script=", *s, " is not supported: vdev runs no helper scripts; use script=no and "
+          "configure the interface yourself"));
+    }
+  }
+  if (vhost_ == qom::OnOffAuto::kOn || !vhostfd_.empty()) {
+    return absl::UnimplementedError(absl::StrCat(
+        ctx, ": vhost=on: vhost-net offload is not available in this build; use vhost=off"));
+  }
+  if (queues_ < 1 || queues_ > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(ctx, ": queues must be 1..256, got ", queues_));
+  }
+  if (fd_ >= 0 && (queues_ != 1 || !ifname_.empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ctx, ": fd= takes one queue and excludes ifname="));
+  }
+  if (ifname_.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ctx, ": ifname '", ifname_, "' is longer than ", IFNAMSIZ - 1, " characters"));
+  }
+  (void)loop();
+  if (absl::Status s = OpenQueues(); !s.ok()) {
+    clients_.clear();
+    return s;
+  }
+  absl::Status s;
+  OnLoop([&] {
+    for (auto& c : clients_) {
+      if (s.ok()) s = static_cast<Client*>(c.get())->Start(loop());
+    }
+  });
+  if (!s.ok()) {
+    OnLoop([&] {
+      for (auto& c : clients_) static_cast<Client*>(c.get())->Stop();
+    });
+    clients_.clear();
+    return absl::Status(s.code(), absl::StrCat(ctx, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tap::OpenQueues() {
+  const std::string ctx = absl::StrCat("tap '", name(), "'");
+  std::vector<UniqueFd> fds;
+  if (fd_ >= 0) {
+    UniqueFd fd(fd_);
+    fd_ = -1;  // ours now
+    ifreq ifr{};
+    if (ioctl(fd.get(), TUNGETIFF, &ifr) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ctx, ": fd ", fd.get(), " is not a TAP device (", Errno("TUNGETIFF"), ")"));
+    }
+    if (!(ifr.ifr_flags & IFF_TAP) || !(ifr.ifr_flags & IFF_NO_PI)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ctx, ": fd ", fd.get(), " must be a TAP opened with IFF_TAP | IFF_NO_PI"));
+    }
+    const bool has = ifr.ifr_flags & IFF_VNET_HDR;
+    if (vnet_hdr_ == qom::OnOffAuto::kOn && !has) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ctx, ": vnet_hdr=on but fd ", fd.get(), " was opened without IFF_VNET_HDR"));
+    }
+    vnet_hdr_enabled_ = has && vnet_hdr_ != qom::OnOffAuto::kOff;
+    if (has && !vnet_hdr_enabled_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ctx, ": vnet_hdr=off but fd ", fd.get(), " carries vnet headers"));
+    }
+    actual_ifname_ = ifr.ifr_name;
+    const int fl = fcntl(fd.get(), F_GETFL);
+    if (fl < 0 || fcntl(fd.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
+      return absl::InternalError(absl::StrCat(ctx, ": ", Errno("fcntl")));
+    }
+    fds.push_back(std::move(fd));
+  } else {
+    unsigned features = 0;
+    {
+      auto probe = UniqueFd::Open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+      if (!probe.ok()) {
+        return absl::Status(probe.status().code(),
+                            absl::StrCat(ctx, ": cannot open /dev/net/tun: ", probe.status().message()));
+      }
+      if (ioctl(probe->get(), TUNGETFEATURES, &features) != 0) features = 0;
+    }
+    if (vnet_hdr_ == qom::OnOffAuto::kOn && !(features & IFF_VNET_HDR)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(ctx, ": vnet_hdr=on but the kernel's TAP lacks IFF_VNET_HDR"));
+    }
+    vnet_hdr_enabled_ = vnet_hdr_ != qom::OnOffAuto::kOff && (features & IFF_VNET_HDR);
+    multi_queue_ = queues_ > 1;
+    if (multi_queue_ && !(features & IFF_MULTI_QUEUE)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(ctx, ": queues=", queues_, " but the kernel's TAP lacks IFF_MULTI_QUEUE"));
+    }
+    std::string name = ifname_;
+    for (uint32_t q = 0; q < queues_; ++q) {
+      auto fd = UniqueFd::Open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+      if (!fd.ok()) {
+        return absl::Status(fd.status().code(),
+                            absl::StrCat(ctx, ": cannot open /dev/net/tun: ", fd.status().message()));
+      }
+      ifreq ifr{};
+      ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr_enabled_ ? IFF_VNET_HDR : 0) |
+                      (multi_queue_ ? IFF_MULTI_QUEUE : 0);
+      std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+      if (ioctl(fd->get(), TUNSETIFF, &ifr) != 0) {
+        const int err = errno;
+        std::string hint;
+        if (err == EPERM) hint = " (needs CAP_NET_ADMIN)";
+        if (err == EBUSY) hint = " (the interface is in use, or its flags differ)";
+        if (err == EINVAL && !multi_queue_) hint = " (an existing interface with other flags?)";
+        return absl::FailedPreconditionError(absl::StrCat(
+            ctx, ": cannot create TAP '", name, "': ", strerror(err), hint));
+      }
+      name = ifr.ifr_name;  // the kernel's choice for "tap%d"
+      fds.push_back(std::move(*fd));
+    }
+    actual_ifname_ = name;
+  }
+  // As QEMU: no limit unless one is given.
+  const int sndbuf = sndbuf_.bytes == 0 || sndbuf_.bytes > INT_MAX ? INT_MAX : int(sndbuf_.bytes);
+  for (auto& fd : fds) {
+    int v = sndbuf;
+    if (ioctl(fd.get(), TUNSETSNDBUF, &v) != 0) {
+      return absl::InternalError(absl::StrCat(ctx, ": ", Errno("TUNSETSNDBUF")));
+    }
+  }
+  for (size_t q = 0; q < fds.size(); ++q) {
+    clients_.push_back(std::make_unique<Client>(
+        this, fds.size() == 1 ? name() : absl::StrCat(name(), ".", q), std::move(fds[q]),
+        vnet_hdr_enabled_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tap::EnableQueue(size_t i, bool enable) {
+  if (i >= clients_.size()) return absl::OutOfRangeError("no such queue");
+  if (!multi_queue_) return absl::OkStatus();
+  ifreq ifr{};
+  ifr.ifr_flags = enable ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+  if (ioctl(fd(i), TUNSETQUEUE, &ifr) != 0 && errno != EINVAL) {
+    return absl::InternalError(absl::StrCat("tap '", name(), "' queue ", i, ": ", Errno("TUNSETQUEUE")));
+  }
+  return absl::OkStatus();
+}
+
+VDEV_REGISTER_TYPE(Tap);
+
+}  // namespace vdev::net
