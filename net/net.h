@@ -138,6 +138,9 @@ class NetClientState {
   virtual void SetVnetHdrLen(int len) {}
   virtual bool HasUfo() const { return false; }
   virtual void SetOffload(const Offloads& offloads) {}
+  // Multiqueue backends: attach (true) or detach this queue as the guest changes its active
+  // queue pairs.
+  virtual void SetQueueEnabled(bool enable) {}
   // The largest frame (without a vnet header) this client may send; receivers offering buffers
   // for ReceiveDirect size them by it.
   virtual size_t MaxFrameSize() const { return kMaxFrameSize; }

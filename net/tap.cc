@@ -117,6 +117,15 @@ class Tap::Client : public NetClientState {
     gso_ = flags & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO);
     ReadMtu();
   }
+  void SetQueueEnabled(bool enable) override {
+    if (!owner_->multi_queue_) return;
+    ifreq ifr{};
+    ifr.ifr_flags = enable ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+    // EINVAL: already in that state.
+    if (ioctl(fd_.get(), TUNSETQUEUE, &ifr) != 0 && errno != EINVAL) {
+      VDEV_LOG(kWarning, "tap %s: TUNSETQUEUE: %s", name(), strerror(errno));
+    }
+  }
   int CarriedVnetHdrLen() const override { return using_vnet_hdr_ ? vnet_hdr_len_ : 0; }
   // The largest frame the kernel may hand us: a GSO frame with offloads on, else the MTU's.
   size_t MaxFrameSize() const override {
@@ -443,17 +452,6 @@ absl::Status Tap::OpenQueues() {
     clients_.push_back(std::make_unique<Client>(
         this, fds.size() == 1 ? name() : absl::StrCat(name(), ".", q), std::move(fds[q]),
         vnet_hdr_enabled_));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Tap::EnableQueue(size_t i, bool enable) {
-  if (i >= clients_.size()) return absl::OutOfRangeError("no such queue");
-  if (!multi_queue_) return absl::OkStatus();
-  ifreq ifr{};
-  ifr.ifr_flags = enable ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
-  if (ioctl(fd(i), TUNSETQUEUE, &ifr) != 0 && errno != EINVAL) {
-    return absl::InternalError(absl::StrCat("tap '", name(), "' queue ", i, ": ", Errno("TUNSETQUEUE")));
   }
   return absl::OkStatus();
 }

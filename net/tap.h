@@ -39,8 +39,6 @@ class Tap : public Netdev {
   const std::string& ifname() const { return actual_ifname_; }
   bool vnet_hdr() const { return vnet_hdr_enabled_; }
   int fd(size_t queue) const;
-  // Attaches (true) or detaches queue `i` (TUNSETQUEUE), for the NIC's active queue pairs.
-  absl::Status EnableQueue(size_t i, bool enable);
 
  private:
   class Client;

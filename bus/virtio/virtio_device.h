@@ -148,6 +148,15 @@ class VirtIODevice : public DeviceState {
   // Device state back to power-on (queues and status are handled by the base).
   virtual void ResetState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
 
+  // For device code holding mu_.
+  uint64_t negotiated() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return guest_features_; }
+  bool negotiated(unsigned bit) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return guest_features_ >> bit & 1;
+  }
+  bool legacy_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return legacy_; }
+  // Whether the device may touch guest memory now (bus mastering on).
+  bool dma_allowed() const { return DmaMemory() != nullptr; }
+
   mutable absl::Mutex mu_;
 
  private:

@@ -87,6 +87,34 @@ void VirtIOPCIProxy::ClassInit(VirtIOPCIProxyClass& k) {
                           "make the modern BAR 64-bit (QEMU's proxy handles 32-bit BARs only)"));
 }
 
+void VirtIOPCIProxyClass::ForwardBackendProperties() {
+  const qom::TypeImpl* t = qom::TypeRegistry::Global().Find(backend_type);
+  if (t == nullptr) {
+    SetInitError(absl::StrCat("backend type '", backend_type, "' is not registered"));
+    return;
+  }
+  for (const auto& bp : t->klass().properties()) {
+    if (FindProperty(bp->name) != nullptr || !bp->set) continue;
+    qom::PropertyInfo p;
+    p.name = bp->name;
+    p.type = bp->type;
+    p.description = bp->description;
+    p.default_value = bp->default_value;
+    p.enum_values = bp->enum_values;
+    p.set = [name = bp->name](qom::Object& o, absl::string_view v) {
+      qom::internal::OwnerOf<VirtIOPCIProxy>(o).forwarded_values_[name] = std::string(v);
+      return absl::OkStatus();
+    };
+    p.get = [name = bp->name, def = bp->default_value](const qom::Object& o) {
+      const auto& m = qom::internal::OwnerOf<VirtIOPCIProxy>(o).forwarded_values_;
+      auto it = m.find(name);
+      return it != m.end() ? it->second : def.value_or("");
+    };
+    forwarded_properties.push_back(bp->name);
+    AddProperty(std::move(p));
+  }
+}
+
 VirtIOPCIProxy::VirtIOPCIProxy() : bus_(CreateChildBus<VirtioBus>("virtio-bus")) {
   bus_->set_transport(this);
 }
@@ -124,6 +152,11 @@ absl::Status VirtIOPCIProxy::Realize() {
     return Annotate(s, DisplayName());
   };
   for (const std::string& name : k.forwarded_properties) {
+    if (auto it = forwarded_values_.find(name); it != forwarded_values_.end()) {
+      if (absl::Status s = vdev->SetProperty(name, it->second); !s.ok()) return fail(s);
+      continue;
+    }
+    if (FindProperty(name) == nullptr || FindProperty(name)->get == nullptr) continue;
     auto v = GetProperty(name);
     if (!v.ok()) return fail(v.status());
     if (v->empty()) continue;

@@ -22,6 +22,7 @@
 #ifndef VDEV_HW_VIRTIO_VIRTIO_PCI_H_
 #define VDEV_HW_VIRTIO_VIRTIO_PCI_H_
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,7 +41,10 @@ class VirtIOPCIProxyClass : public pci::PCIDeviceClass {
   std::string backend_type;
   // Properties of the backend that the proxy accepts and hands over at realize.
   std::vector<std::string> forwarded_properties;
-  uint32_t default_vectors = 2;
+  // Declares every property of `backend_type` (except those the proxy has already) as a proxy
+  // property with the same name, type, help and default, and forwards it (QEMU's
+  // qdev_alias_all_properties). The value is checked when the backend is realized.
+  void ForwardBackendProperties();
 };
 
 class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
@@ -104,6 +108,10 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   void BeforeConfigRead(uint32_t offset, int size) override;
   // The PCI configuration access capability's window (§4.1.4.9).
   void PciCfgAccess(bool write);
+
+  friend class VirtIOPCIProxyClass;
+  // Values given for properties declared by ForwardBackendProperties.
+  std::map<std::string, std::string> forwarded_values_;
 
   // Properties.
   bool disable_legacy_ = true;

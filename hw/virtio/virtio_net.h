@@ -1,0 +1,181 @@
+// virtio-net (VIRTIO 1.2 §5.1): `virtio-net-device`, and `virtio-net-pci`, its PCI binding.
+//
+//   -netdev tap,id=n0,ifname=t0 -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56
+//   -netdev tap,id=n0,queues=4 -device virtio-net-pci,netdev=n0,mq=on,vectors=10
+//   -device virtio-net-device,netdev=n0          (on a virtio-mmio transport, `-machine virt`)
+//
+// Queues: receiveq/transmitq pairs (rx = 2i, tx = 2i + 1), one per backend queue with mq=on,
+// then the control queue (ctrl_vq=on). Each pair is a NetClientState ("nic") peered with one
+// queue of the netdev.
+//
+// Transmit: a kick sends the available frames, at most tx_burst per turn; more work continues
+// from the main loop, so a guest cannot hold a vCPU thread. The virtio-net header is validated
+// (GSO type and size against the negotiated HOST_* features, checksum offsets inside the frame),
+// then passed to a backend that takes one or stripped. A backend that cannot take a frame holds
+// the queue until it can. Receive: frames pass the filter (promiscuous / all-multicast /
+// all-unicast / no-multicast / no-unicast / no-broadcast modes, a 64-entry MAC table with
+// overflow flags, a 4096-bit VLAN table), then go into guest buffers with a header of the
+// negotiated layout (10 bytes legacy, 12 with MRG_RXBUF or VERSION_1; num_buffers with mergeable
+// buffers). A TAP reads straight into the guest's buffers when they can hold its largest frame.
+// Without buffers the frame waits in the backend and reading stops until the guest adds some.
+//
+// Guest errors are counted (counters(): "tx_bad_header", "rx_filtered", "ctrl_err", ...); a
+// ring that cannot be trusted, or a receive buffer too small for a frame without mergeable
+// buffers, sets DEVICE_NEEDS_RESET.
+//
+// Thread-safety: the data path runs under the device's lock, from vCPU threads (kicks) and from
+// the backend's loop (receive, transmit completions, continuations).
+#ifndef VDEV_HW_VIRTIO_VIRTIO_NET_H_
+#define VDEV_HW_VIRTIO_VIRTIO_NET_H_
+
+#include <array>
+#include <atomic>
+#include <bitset>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bus/virtio/virtio_device.h"
+#include "hw/virtio/virtio_pci.h"
+#include "net/net.h"
+#include "net/netdev.h"
+#include "qom/property.h"
+
+namespace vdev::virtio {
+
+class VirtIONet : public VirtIODevice {
+ public:
+  static constexpr char kTypeName[] = "virtio-net-device";
+  using Parent = VirtIODevice;
+  static void ClassInit(VirtIODeviceClass& k);
+
+  static constexpr size_t kMacTableEntries = 64;
+  static constexpr size_t kMaxVlans = 4096;
+  static constexpr uint16_t kMaxQueuePairs = 256;
+
+  VirtIONet();
+  ~VirtIONet() override;
+
+  // The NIC side of queue pair `i` (nullptr when out of range).
+  net::NetClientState* nic(size_t i) const;
+  size_t max_queue_pairs() const { return pairs_.size(); }
+  size_t curr_queue_pairs() const;
+  qom::MacAddress mac() const;
+  // Link state as the guest sees it (VIRTIO_NET_S_LINK_UP); follows the backend's.
+  bool link_up() const;
+  // Asks the guest to announce itself (GUEST_ANNOUNCE: VIRTIO_NET_S_ANNOUNCE + config interrupt).
+  void Announce();
+
+  // The receive filter's state (for tests and `info network`).
+  struct RxFilter {
+    bool promisc = true, allmulti = false, alluni = false;
+    bool nomulti = false, nouni = false, nobcast = false;
+    bool uni_overflow = false, multi_overflow = false;
+    std::vector<qom::MacAddress> uni, multi;
+    std::bitset<kMaxVlans> vlans;
+  };
+  RxFilter rx_filter() const;
+
+ protected:
+  absl::Status Realize() override;
+  void Unrealize() override;
+  uint64_t DeviceFeatures() const override;
+  std::string CheckFeatures(uint64_t features) const override;
+  void UpdateConfig(uint8_t* config) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteConfig(uint32_t offset, uint32_t value, int size) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleQueue(uint16_t index) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Start() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Stop() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResetState() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+ private:
+  class Nic;
+  struct Pair {
+    std::unique_ptr<Nic> nc;
+    bool tx_waiting = false;    // a frame is queued at the backend: hold the queue
+    bool tx_scheduled = false;  // a continuation is posted
+  };
+
+  // Receive side (from the backend's loop).
+  bool CanReceive(size_t pair);
+  ssize_t Receive(size_t pair, const iovec* iov, int n);
+  ssize_t ReceiveDirect(size_t pair, const net::NetClientState::FillFn& fill);
+  bool Accept(const uint8_t* frame, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RxReady(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pops receive buffers of pair `pair` until they hold `need` bytes (all of `need` in the first
+  // one without mergeable buffers). False (with everything unpopped) when there are not enough.
+  bool PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the used prefix of `elems` for a frame of `total` bytes (header included) and unpops
+  // the rest; fills num_buffers. Returns the number of buffers used.
+  uint16_t CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, uint64_t total)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleRxFlush(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Transmit side.
+  void FlushTx(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TxComplete(size_t pair);
+  bool ValidTxHeader(const uint8_t* hdr, uint64_t frame_len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Control queue.
+  void HandleCtrl(VirtQueue* vq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint8_t CtrlCommand(uint8_t cls, uint8_t cmd, const std::vector<uint8_t>& data)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetQueuePairs(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyOffloads(uint64_t offloads) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void LinkChanged();
+  bool PeerHasVnetHdr() const;
+  bool PeerHasUfo() const;
+
+  // Properties.
+  qom::MacAddress mac_prop_{};
+  net::Netdev* netdev_ = nullptr;
+  bool mq_ = false;
+  bool csum_ = true, guest_csum_ = true;
+  bool host_tso4_ = true, host_tso6_ = true, host_ecn_ = true, host_ufo_ = true;
+  bool guest_tso4_ = true, guest_tso6_ = true, guest_ecn_ = true, guest_ufo_ = true;
+  bool mrg_rxbuf_ = true, status_ = true, ctrl_vq_ = true, ctrl_rx_ = true, ctrl_vlan_ = true;
+  bool ctrl_rx_extra_ = true, ctrl_mac_addr_ = true, ctrl_guest_offloads_ = true;
+  bool guest_announce_ = true;
+  uint16_t host_mtu_ = 0;
+  int32_t speed_ = -1;
+  std::string duplex_;
+  uint16_t rx_queue_size_ = 256, tx_queue_size_ = 256;
+  uint32_t tx_burst_ = 256;
+
+  size_t num_pairs_ = 1;  // fixed at realize
+  std::vector<Pair> pairs_;
+  EventLoop* loop_ = nullptr;
+  bool has_vnet_hdr_ = false;  // fixed at realize: the backend takes headers
+  bool has_ufo_ = false;
+  uint8_t duplex_value_ = 0xff;
+  // Stops posted work from touching the device once it is being unrealized.
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+
+  // Guest-visible state.
+  qom::MacAddress mac_ ABSL_GUARDED_BY(mu_);
+  uint16_t net_status_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t curr_pairs_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t curr_offloads_ ABSL_GUARDED_BY(mu_) = 0;
+  int guest_hdr_len_ ABSL_GUARDED_BY(mu_) = 10;
+  int host_hdr_len_ ABSL_GUARDED_BY(mu_) = 0;  // header length the backend carries (0: none)
+  bool mergeable_ ABSL_GUARDED_BY(mu_) = false;
+  RxFilter filter_ ABSL_GUARDED_BY(mu_);
+};
+
+// The PCI binding (QEMU's virtio-net-pci): a proxy whose backend is a virtio-net-device, with
+// every virtio-net property forwarded.
+class VirtIONetPCI : public VirtIOPCIProxy {
+ public:
+  static constexpr char kTypeName[] = "virtio-net-pci";
+  using Parent = VirtIOPCIProxy;
+  static void ClassInit(VirtIOPCIProxyClass& k);
+
+  VirtIONet* net() const { return static_cast<VirtIONet*>(vdev()); }
+};
+
+}  // namespace vdev::virtio
+
+#endif  // VDEV_HW_VIRTIO_VIRTIO_NET_H_
