@@ -1,22 +1,26 @@
 #include "net/loopback.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace vdev::net {
 
 class Loopback::Client : public NetClientState {
  public:
-  Client(Loopback* owner, std::string name) : NetClientState("loopback", std::move(name)), owner_(owner) {}
-  ssize_t ReceiveIov(const iovec* iov, int n) override { return owner_->Received(iov, n); }
+  Client(Loopback* owner, size_t queue, std::string name)
+      : NetClientState("loopback", std::move(name)), owner_(owner), queue_(queue) {}
+  ssize_t ReceiveIov(const iovec* iov, int n) override { return owner_->Received(queue_, iov, n); }
 
  private:
   Loopback* owner_;
+  const size_t queue_;
 };
 
 void Loopback::ClassInit(qom::ObjectClass& k) {
   k.description = "in-memory peer: counts what the NIC sends and, with reflect=on, sends it back";
   k.AddProperty(qom::Prop("reflect", &Loopback::reflect_, true,
                           "send every frame back to the NIC"));
+  k.AddProperty(qom::Prop("queues", &Loopback::queues_, uint32_t{1}, "number of queues (1..256)"));
 }
 
 Loopback::~Loopback() {
@@ -25,12 +29,19 @@ Loopback::~Loopback() {
 }
 
 absl::Status Loopback::Complete() {
+  if (queues_ < 1 || queues_ > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loopback '", name(), "': queues must be 1..256, got ", queues_));
+  }
   (void)loop();  // bound now, while the object is in the machine's tree
-  clients_.push_back(std::make_unique<Client>(this, name()));
+  for (uint32_t q = 0; q < queues_; ++q) {
+    clients_.push_back(std::make_unique<Client>(
+        this, q, queues_ == 1 ? name() : absl::StrCat(name(), ".", q)));
+  }
   return absl::OkStatus();
 }
 
-ssize_t Loopback::Received(const iovec* iov, int n) {
+ssize_t Loopback::Received(size_t queue, const iovec* iov, int n) {
   const size_t size = IovSize(iov, n);
   frames_.fetch_add(1, std::memory_order_relaxed);
   bytes_.fetch_add(size, std::memory_order_relaxed);
@@ -41,17 +52,22 @@ ssize_t Loopback::Received(const iovec* iov, int n) {
       copy.resize(size);
       IovToBuf(iov, n, 0, copy.data(), size);
     }
-    if (capture_) captured_.push_back(copy);
+    if (capture_) {
+      captured_.push_back(copy);
+      captured_queues_.push_back(queue);
+    }
   }
   if (reflect_) {
     // Not from inside the NIC's transmit path (it holds the NIC's lock): from the loop.
-    loop().Post([this, frame = std::move(copy)] { clients_[0]->Send(frame.data(), frame.size()); });
+    loop().Post([this, queue, frame = std::move(copy)] {
+      clients_[queue]->Send(frame.data(), frame.size());
+    });
   }
   return static_cast<ssize_t>(size);
 }
 
-ssize_t Loopback::Inject(const std::vector<uint8_t>& frame) {
-  return clients_[0]->Send(frame.data(), frame.size());
+ssize_t Loopback::Inject(const std::vector<uint8_t>& frame, size_t queue) {
+  return clients_[queue]->Send(frame.data(), frame.size());
 }
 
 void Loopback::SetCapture(bool on) {
@@ -59,8 +75,10 @@ void Loopback::SetCapture(bool on) {
   capture_ = on;
 }
 
-std::vector<std::vector<uint8_t>> Loopback::TakeCaptured() {
+std::vector<std::vector<uint8_t>> Loopback::TakeCaptured(std::vector<size_t>* queues) {
   absl::MutexLock l(&mu_);
+  if (queues != nullptr) *queues = captured_queues_;
+  captured_queues_.clear();
   return std::exchange(captured_, {});
 }
 

@@ -1,6 +1,6 @@
 // The in-memory `loopback` netdev, for tests and for measuring a NIC alone:
 //
-//   -netdev loopback,id=n0[,reflect=on|off]
+//   -netdev loopback,id=n0[,reflect=on|off][,queues=N]
 //
 // Every frame the NIC sends is counted; with reflect=on (the default) it is sent back to the NIC
 // from the backend's loop, as if the cable ran into itself. Tests can also capture what the NIC
@@ -28,12 +28,14 @@ class Loopback : public Netdev {
   ~Loopback() override;
   absl::Status Complete() override;
 
-  NetClientState& client() { return *clients_[0]; }
-  // Sends `frame` to the NIC (from the calling thread). As SendIov: size, 0 queued, -1 dropped.
-  ssize_t Inject(const std::vector<uint8_t>& frame);
+  NetClientState& client(size_t queue = 0) { return *clients_[queue]; }
+  // Sends `frame` to the NIC on `queue` (from the calling thread). As SendIov: size, 0 queued,
+  // -1 dropped.
+  ssize_t Inject(const std::vector<uint8_t>& frame, size_t queue = 0);
   // Starts keeping a copy of every frame received from the NIC.
   void SetCapture(bool on);
-  std::vector<std::vector<uint8_t>> TakeCaptured();
+  // Frames captured so far (with the queue each arrived on, when `queues` is given).
+  std::vector<std::vector<uint8_t>> TakeCaptured(std::vector<size_t>* queues = nullptr);
   // Waits (up to `timeout`) until at least `n` frames are captured.
   bool WaitCaptured(size_t n, absl::Duration timeout);
 
@@ -43,14 +45,16 @@ class Loopback : public Netdev {
 
  private:
   class Client;
-  ssize_t Received(const iovec* iov, int n);
+  ssize_t Received(size_t queue, const iovec* iov, int n);
 
   bool reflect_ = true;
+  uint32_t queues_ = 1;
   std::atomic<uint64_t> frames_{0};
   std::atomic<uint64_t> bytes_{0};
   absl::Mutex mu_;
   bool capture_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::vector<uint8_t>> captured_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> captured_queues_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vdev::net

@@ -121,6 +121,8 @@ class NetClientState {
   // This client can receive again: flushes its incoming queue, then tells its peer (PeerReady).
   // Call it without holding locks the receive hooks take (devices post it to their loop).
   void ReceiverReady();
+  // Drops every frame waiting to be received here (a NIC that stops), calling the senders back.
+  void PurgeIncoming() { PurgeQueue(nullptr); }
   // The peer became ready to receive (called by the peer's ReceiverReady).
   virtual void PeerReady() {}
 

@@ -154,6 +154,10 @@ class VirtIODevice : public DeviceState {
     return guest_features_ >> bit & 1;
   }
   bool legacy_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return legacy_; }
+  // NEEDS_RESET or FAILED: the device waits for a reset.
+  bool broken_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return status_ & (kNeedsReset | kFailed);
+  }
   // Whether the device may touch guest memory now (bus mastering on).
   bool dma_allowed() const { return DmaMemory() != nullptr; }
 

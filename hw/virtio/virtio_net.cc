@@ -394,7 +394,11 @@ void VirtIONet::Start() {
 }
 
 void VirtIONet::Stop() {
-  for (Pair& p : pairs_) p.tx_waiting = false;
+  // As QEMU: frames waiting for a stopped device are dropped (their senders resume).
+  for (Pair& p : pairs_) {
+    p.tx_waiting = false;
+    p.nc->PurgeIncoming();
+  }
 }
 
 void VirtIONet::ApplyOffloads(uint64_t offloads) {
@@ -634,13 +638,14 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
       return false;
     }
     if (r == PopResult::kEmpty) {
-      undo();
-      // Ask to be kicked when buffers come, and look again (they may have just come).
+      // Ask to be kicked when buffers come, and look again (they may have just come; what we
+      // hold is still popped, so only new buffers count).
       vq->SetNotification(true);
       if (!vq->Empty()) {
         vq->SetNotification(false);
         continue;
       }
+      undo();
       return false;
     }
     if (e.in_len == 0 || e.out_len != 0) {
@@ -677,7 +682,8 @@ uint16_t VirtIONet::CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& ele
 
 ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   absl::MutexLock l(&mu_);
-  if (!RxReady(pair)) return 0;  // held at the backend until the driver is ready
+  // Held at the backend until the driver is ready; dropped by a device waiting for a reset.
+  if (!RxReady(pair)) return broken_locked() ? -1 : 0;
   const size_t size = net::IovSize(iov, n);
   const size_t h = host_hdr_len_;
   if (size < h + kEthHeader || size > h + kMaxTxFrame) {
@@ -695,6 +701,7 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
   std::vector<VirtQueueElement> elems;
   if (!PopRxBuffers(vq, mergeable_ ? total : 1, &elems)) {
+    if (!running()) return -1;  // the ring broke
     counters().Increment("rx_no_buffers");
     return 0;  // the backend keeps it; the next kick of the receive queue brings it in
   }
