@@ -37,7 +37,9 @@ bool VirtioNetDriver::Init(uint64_t wanted, uint16_t pairs, uint16_t max_pairs, 
   queues_.assign(nq, Queue{});
   auto setup = [&](uint16_t q) {
     const uint16_t vector = msix ? static_cast<uint16_t>(1 + q) : 0xffff;
-    queues_[q].ring = pci_.SetupQueue(q, GuestAddr(base_.value() + q * kRingStride), ring_size, vector);
+    // The control queue is smaller (64 entries).
+    const uint16_t size = q == ctrl_index_ ? std::min<uint16_t>(ring_size, 64) : ring_size;
+    queues_[q].ring = pci_.SetupQueue(q, GuestAddr(base_.value() + q * kRingStride), size, vector);
     return queues_[q].ring != nullptr;
   };
   for (uint16_t p = 0; p < pairs; ++p) {
@@ -141,13 +143,10 @@ std::vector<VirtioNetDriver::RxFrame> VirtioNetDriver::WaitRx(uint16_t pair, siz
                                                               absl::Duration timeout, bool refill) {
   std::vector<RxFrame> all;
   const absl::Time deadline = absl::Now() + timeout;
-  while (all.size() < n && absl::Now() < deadline) {
-    auto got = TakeRx(pair, refill);
-    if (got.empty()) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-      continue;
-    }
-    for (auto& f : got) all.push_back(std::move(f));
+  for (;;) {  // at least one look, even with no time to wait
+    for (auto& f : TakeRx(pair, refill)) all.push_back(std::move(f));
+    if (all.size() >= n || absl::Now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   return all;
 }
