@@ -30,7 +30,7 @@ size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len) {
 }
 
 NetClientState::NetClientState(std::string type, std::string name)
-    : type_(std::move(type)), name_(std::move(name)) {}
+    : type_(std::move(type)), name_(std::move(name)), tx_link_down_(counters_.Get("tx_link_down")) {}
 
 NetClientState::~NetClientState() {
   Unlink(/*sender_going_away=*/true);
@@ -70,19 +70,16 @@ void NetClientState::SetLinkDown(bool down) {
 bool NetClientState::CanSend() {
   NetClientState* p = peer_;
   if (p == nullptr) return false;
-  {
-    absl::MutexLock l(&p->queue_mu_);
-    if (p->receive_disabled_ || !p->queue_.empty()) return false;
-  }
+  if (p->must_queue_.load(std::memory_order_acquire)) return false;
   return p->CanReceive();
 }
 
-ssize_t NetClientState::Send(const void* buf, size_t len, SentCallback sent) {
+ssize_t NetClientState::Send(const void* buf, size_t len, const SentCallback& sent) {
   iovec v{const_cast<void*>(buf), len};
-  return SendIov(&v, 1, std::move(sent));
+  return SendIov(&v, 1, sent);
 }
 
-ssize_t NetClientState::SendIov(const iovec* iov, int n, SentCallback sent) {
+ssize_t NetClientState::SendIov(const iovec* iov, int n, const SentCallback& sent) {
   NetClientState* p = peer_;
   const size_t size = IovSize(iov, n);
   if (p == nullptr) {
@@ -91,58 +88,48 @@ ssize_t NetClientState::SendIov(const iovec* iov, int n, SentCallback sent) {
   }
   if (link_down_ || p->link_down_) {
     // As a cable pulled out: the frame is gone, but the sender is not held up.
-    counters_.Increment("tx_link_down");
+    tx_link_down_->Add(1);
     return static_cast<ssize_t>(size);
   }
-  Filter(iov, n, /*sent_by_this=*/true);
-  return p->Deliver(iov, n, this, std::move(sent));
+  if (has_filters_.load(std::memory_order_acquire)) Filter(iov, n, /*sent_by_this=*/true);
+  return p->Deliver(iov, n, this, sent);
 }
 
-ssize_t NetClientState::SendDirect(const std::function<ssize_t(const iovec*, int)>& fill) {
+ssize_t NetClientState::SendDirect(FillFn fill) {
   NetClientState* p = peer_;
   if (p == nullptr || link_down_ || p->link_down_) return kNoDirect;
-  {
-    absl::MutexLock l(&filter_mu_);
-    if (!filters_.empty()) return kNoDirect;
-  }
-  {
-    absl::MutexLock l(&p->filter_mu_);
-    if (!p->filters_.empty()) return kNoDirect;
-  }
-  {
-    absl::MutexLock l(&p->queue_mu_);
-    if (p->receive_disabled_ || p->flushing_ || !p->queue_.empty()) return kNoDirect;
+  if (has_filters_.load(std::memory_order_acquire) ||
+      p->has_filters_.load(std::memory_order_acquire) ||
+      p->must_queue_.load(std::memory_order_acquire)) {
+    return kNoDirect;
   }
   return p->ReceiveDirect(fill);
 }
 
 ssize_t NetClientState::Deliver(const iovec* iov, int n, NetClientState* sender,
-                                SentCallback sent) {
+                                const SentCallback& sent) {
   auto enqueue = [&]() -> ssize_t {
     absl::MutexLock l(&queue_mu_);
     if (!sent && queue_.size() >= kMaxQueuedFrames) {
       counters_.Increment("rx_queue_full_drops");
       return -1;
     }
-    Packet pkt{sender, std::vector<uint8_t>(IovSize(iov, n)), std::move(sent)};
+    Packet pkt{sender, std::vector<uint8_t>(IovSize(iov, n)), sent};
     IovToBuf(iov, n, 0, pkt.data.data(), pkt.data.size());
     queue_.push_back(std::move(pkt));
+    UpdateMustQueue();
     counters_.Increment("rx_queued");
     return 0;
   };
-  bool must_queue;
-  {
-    absl::MutexLock l(&queue_mu_);
-    must_queue = receive_disabled_ || flushing_ || !queue_.empty();
-  }
   // Keep order behind what is already waiting.
-  if (must_queue || !CanReceive()) return enqueue();
-  Filter(iov, n, /*sent_by_this=*/false);
+  if (must_queue_.load(std::memory_order_acquire) || !CanReceive()) return enqueue();
+  if (has_filters_.load(std::memory_order_acquire)) Filter(iov, n, /*sent_by_this=*/false);
   const ssize_t ret = ReceiveIov(iov, n);
   if (ret == 0) {
     {
       absl::MutexLock l(&queue_mu_);
       receive_disabled_ = true;
+      UpdateMustQueue();
     }
     return enqueue();
   }
@@ -155,6 +142,7 @@ bool NetClientState::FlushQueue() {
     absl::MutexLock l(&queue_mu_);
     if (flushing_) return false;
     flushing_ = true;
+    UpdateMustQueue();
   }
   for (;;) {
     Packet pkt;
@@ -163,6 +151,7 @@ bool NetClientState::FlushQueue() {
       if (queue_.empty()) {
         receive_disabled_ = false;
         flushing_ = false;
+        UpdateMustQueue();
         return true;
       }
       pkt = std::move(queue_.front());
@@ -179,6 +168,7 @@ bool NetClientState::FlushQueue() {
       queue_.push_front(std::move(pkt));
       receive_disabled_ = true;
       flushing_ = false;
+      UpdateMustQueue();
       return false;
     }
     if (ret < 0) counters_.Increment("rx_refused");
@@ -202,6 +192,7 @@ void NetClientState::PurgeQueue(const NetClientState* sender,
       }
     }
     if (queue_.empty()) receive_disabled_ = false;
+    UpdateMustQueue();
   }
   for (auto& cb : callbacks) cb();
 }
@@ -214,11 +205,13 @@ void NetClientState::ReceiverReady() {
 void NetClientState::AddFilter(NetFilter* f) {
   absl::MutexLock l(&filter_mu_);
   filters_.push_back(f);
+  has_filters_.store(true, std::memory_order_release);
 }
 
 void NetClientState::RemoveFilter(NetFilter* f) {
   absl::MutexLock l(&filter_mu_);
   filters_.erase(std::remove(filters_.begin(), filters_.end(), f), filters_.end());
+  has_filters_.store(!filters_.empty(), std::memory_order_release);
 }
 
 void NetClientState::Filter(const iovec* iov, int n, bool sent_by_this) {

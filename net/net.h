@@ -34,6 +34,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -42,6 +43,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "core/base/counters.h"
 
@@ -97,13 +99,15 @@ class NetClientState {
   // Sends one frame to the peer. Returns its size when the peer took it, 0 when it was queued
   // (`sent` runs after delivery or purge; without `sent`, a frame that finds the queue full is
   // dropped and -1 returned), -1 when it was dropped (no peer, link down, the peer refused it).
-  ssize_t SendIov(const iovec* iov, int n, SentCallback sent = nullptr);
-  ssize_t Send(const void* buf, size_t len, SentCallback sent = nullptr);
+  // `sent` is copied only when the frame is queued.
+  ssize_t SendIov(const iovec* iov, int n, const SentCallback& sent = {});
+  ssize_t Send(const void* buf, size_t len, const SentCallback& sent = {});
   // Whether the peer would take a frame now.
   bool CanSend();
   // Zero-copy send: asks the peer for buffers (ReceiveDirect) when nothing is queued and no
   // filter watches; kNoDirect when the caller must use SendIov instead.
-  ssize_t SendDirect(const std::function<ssize_t(const iovec* iov, int n)>& fill);
+  using FillFn = absl::FunctionRef<ssize_t(const iovec* iov, int n)>;
+  ssize_t SendDirect(FillFn fill);
 
   // ---- receiving (overridden by the receiving side) ----
   // Whether a frame would be taken now. False makes senders queue (or hold) their frames.
@@ -116,8 +120,7 @@ class NetClientState {
   // length), 0 when nothing was received, or kNoDirect when the receiver cannot offer buffers now
   // (the sender then reads into its own buffer and uses SendIov).
   static constexpr ssize_t kNoDirect = -2;
-  using FillFn = std::function<ssize_t(const iovec* iov, int n)>;
-  virtual ssize_t ReceiveDirect(const FillFn& fill) { return kNoDirect; }
+  virtual ssize_t ReceiveDirect(FillFn fill) { return kNoDirect; }
   // This client can receive again: flushes its incoming queue, then tells its peer (PeerReady).
   // Call it without holding locks the receive hooks take (devices post it to their loop).
   void ReceiverReady();
@@ -171,7 +174,12 @@ class NetClientState {
     SentCallback sent;
   };
   // Delivery to this client (the receiver side of SendIov).
-  ssize_t Deliver(const iovec* iov, int n, NetClientState* sender, SentCallback sent);
+  ssize_t Deliver(const iovec* iov, int n, NetClientState* sender, const SentCallback& sent);
+  // Recomputes must_queue_ (under queue_mu_).
+  void UpdateMustQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+    must_queue_.store(receive_disabled_ || flushing_ || !queue_.empty(),
+                      std::memory_order_release);
+  }
   void Unlink(bool sender_going_away);
   void Filter(const iovec* iov, int n, bool sent_by_this);
 
@@ -187,6 +195,10 @@ class NetClientState {
   // while frames are queued, senders append.
   bool receive_disabled_ ABSL_GUARDED_BY(queue_mu_) = false;
   bool flushing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // receive_disabled_ || flushing_ || frames queued: read without the lock on the fast path.
+  std::atomic<bool> must_queue_{false};
+  std::atomic<bool> has_filters_{false};
+  Counter* tx_link_down_;
 
   absl::Mutex filter_mu_;
   std::vector<NetFilter*> filters_ ABSL_GUARDED_BY(filter_mu_);

@@ -55,6 +55,7 @@ class Tap::Client : public NetClientState {
 
   absl::Status Start(EventLoop& loop) {
     loop_ = &loop;
+    resume_ = [this] { loop_->Post([this] { SetReading(true); }); };
     auto w = loop.WatchFd(fd_.get(), EPOLLIN, [this](uint32_t ev) { OnReady(ev); });
     if (!w.ok()) return w.status();
     watch_ = std::move(*w);
@@ -201,17 +202,9 @@ class Tap::Client : public NetClientState {
   // NIC cannot take more (then reading pauses until PeerReady).
   void ReadFrames() {
     const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
+    virtio_net_hdr_mrg_rxbuf scratch;
     for (int i = 0; i < kReadBudget; ++i) {
-      if (!CanSend()) {
-        if (peer() != nullptr) {
-          SetReading(false);
-        } else {
-          DiscardOne();  // nobody listens: drain, do not spin
-        }
-        return;
-      }
-      // Zero copy: read into the guest's buffers.
-      virtio_net_hdr_mrg_rxbuf scratch;
+      // Zero copy: read into the guest's buffers when the NIC offers them.
       bool again = false;
       const ssize_t direct = SendDirect([&](const iovec* iov, int n) -> ssize_t {
         iovec v[260];
@@ -241,6 +234,14 @@ class Tap::Client : public NetClientState {
         if (again) return;
         continue;  // delivered, or a bad read already counted
       }
+      if (!CanSend()) {
+        if (peer() != nullptr) {
+          SetReading(false);  // until the NIC says it can receive (PeerReady)
+        } else {
+          DiscardOne();  // nobody listens: drain, do not spin
+        }
+        return;
+      }
       // Copy path: into our buffer, then to the NIC.
       const ssize_t r = read(fd_.get(), buf_.data(), buf_.size());
       if (r < 0) {
@@ -253,9 +254,7 @@ class Tap::Client : public NetClientState {
         continue;
       }
       rx_frames_->Add(1);
-      const ssize_t sent =
-          Send(buf_.data() + strip, size_t(r) - strip, [this] { loop_->Post([this] { SetReading(true); }); });
-      if (sent == 0) {
+      if (Send(buf_.data() + strip, size_t(r) - strip, resume_) == 0) {
         // Queued at the NIC: wait for it to be delivered before reading more.
         SetReading(false);
         return;
@@ -276,6 +275,7 @@ class Tap::Client : public NetClientState {
   std::vector<uint8_t> buf_;  // the copy path's frame buffer (loop thread)
 
   EventLoop* loop_ = nullptr;
+  SentCallback resume_;  // a frame queued at the NIC was delivered: read again
   FdWatch watch_;
   bool reading_ = true;               // loop thread
   std::atomic<bool> want_write_{false};

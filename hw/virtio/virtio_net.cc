@@ -77,7 +77,7 @@ class VirtIONet::Nic : public net::NetClientState {
   ~Nic() override { Disconnect(); }
   bool CanReceive() override { return dev_->CanReceive(pair_); }
   ssize_t ReceiveIov(const iovec* iov, int n) override { return dev_->Receive(pair_, iov, n); }
-  ssize_t ReceiveDirect(const FillFn& fill) override { return dev_->ReceiveDirect(pair_, fill); }
+  ssize_t ReceiveDirect(FillFn fill) override { return dev_->ReceiveDirect(pair_, fill); }
   void LinkStatusChanged() override { dev_->LinkChanged(); }
   void PeerReady() override {}
 
@@ -224,6 +224,9 @@ absl::Status VirtIONet::Realize() {
     return s;
   }
   loop_ = netdev_ != nullptr ? &netdev_->loop() : &MainLoopFor(*this);
+  tx_frames_ = counters().Get("tx_frames");
+  rx_frames_ = counters().Get("rx_frames");
+  rx_filtered_ = counters().Get("rx_filtered");
   for (size_t i = 0; i < npairs; ++i) {
     AddQueue(rx_queue_size_);
     AddQueue(tx_queue_size_);
@@ -231,6 +234,9 @@ absl::Status VirtIONet::Realize() {
     const std::string name = DisplayName();
     p.nc = std::make_unique<Nic>(this, i, npairs == 1 ? name : absl::StrCat(name, ".", i));
     if (netdev_ != nullptr) net::NetClientState::Connect(p.nc.get(), netdev_->queue(i));
+    p.tx_complete = [this, i, alive = alive_] {
+      if (alive->load()) TxComplete(i);
+    };
     pairs_.push_back(std::move(p));
   }
   if (ctrl_vq_) AddQueue(64);
@@ -504,10 +510,9 @@ void VirtIONet::FlushTx(size_t pair) {
   Pair& p = pairs_[pair];
   VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair + 1));
   if (p.tx_waiting || !running() || !dma_allowed()) return;
-  VirtQueueElement e;
+  VirtQueueElement& e = p.tx_elem;
   uint8_t hdr[sizeof(virtio_net_hdr_mrg_rxbuf)];
-  std::vector<iovec> iov;
-  iov.reserve(16);
+  std::vector<iovec>& iov = p.tx_iov;
   uint32_t sent = 0;
   bool more = false;
   for (;;) {
@@ -552,12 +557,9 @@ void VirtIONet::FlushTx(size_t pair) {
     } else {
       AppendIov(e.out, hlen, &iov);  // the backend takes no header: strip it
     }
-    const ssize_t ret =
-        p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), [this, pair, alive = alive_] {
-          if (alive->load()) TxComplete(pair);
-        });
+    const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
     vq->Push(e, 0);
-    counters().Increment("tx_frames");
+    tx_frames_->Add(1);
     if (ret == 0) {
       // Queued at the backend: hold the queue until it took the frame.
       p.tx_waiting = true;
@@ -623,17 +625,20 @@ bool VirtIONet::Accept(const uint8_t* frame, size_t len) {
   return std::find(f.uni.begin(), f.uni.end(), dst) != f.uni.end();
 }
 
-bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems) {
+void VirtIONet::UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count) {
+  for (size_t i = count; i > 0; --i) vq->Unpop(elems[i - 1]);
+}
+
+bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems,
+                             size_t* count) {
   uint64_t have = 0;
-  auto undo = [&] {
-    for (auto it = elems->rbegin(); it != elems->rend(); ++it) vq->Unpop(*it);
-    elems->clear();
-  };
+  size_t n = 0;
   while (have < need) {
-    VirtQueueElement e;
+    if (elems->size() <= n) elems->emplace_back();
+    VirtQueueElement& e = (*elems)[n];
     const PopResult r = vq->Pop(&e);
     if (r == PopResult::kBroken) {
-      undo();
+      UndoRx(vq, *elems, n);
       MarkNeedsReset(absl::StrCat("receive queue ", vq->index(), ": ", vq->broken_reason()));
       return false;
     }
@@ -645,33 +650,33 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
         vq->SetNotification(false);
         continue;
       }
-      undo();
+      UndoRx(vq, *elems, n);
       return false;
     }
+    ++n;
     if (e.in_len == 0 || e.out_len != 0) {
-      elems->push_back(std::move(e));
-      undo();
+      UndoRx(vq, *elems, n);
       MarkNeedsReset(absl::StrCat("receive queue ", vq->index(),
                                   ": a buffer that is not device-writable"));
       return false;
     }
     have += e.in_len;
-    elems->push_back(std::move(e));
     if (!mergeable_) break;
   }
+  *count = n;
   return true;
 }
 
-uint16_t VirtIONet::CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems,
+uint16_t VirtIONet::CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count,
                                uint64_t total) {
   uint64_t left = total;
   uint16_t used = 0;
-  for (; used < elems.size() && left > 0; ++used) {
+  for (; used < count && left > 0; ++used) {
     const uint64_t len = std::min(left, elems[used].in_len);
     vq->Fill(elems[used], static_cast<uint32_t>(len), used);
     left -= len;
   }
-  for (size_t i = elems.size(); i > used; --i) vq->Unpop(elems[i - 1]);
+  for (size_t i = count; i > used; --i) vq->Unpop(elems[i - 1]);
   if (guest_hdr_len_ == sizeof(virtio_net_hdr_mrg_rxbuf)) {
     const uint16_t nb = used;  // 1 without mergeable buffers (VERSION_1)
     CopyToIov(elems[0].in, offsetof(virtio_net_hdr_mrg_rxbuf, num_buffers), &nb, sizeof(nb));
@@ -694,13 +699,14 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   const size_t peek = std::min<size_t>(sizeof(eth), size - h);
   net::IovToBuf(iov, n, h, eth, peek);
   if (!Accept(eth, peek)) {
-    counters().Increment("rx_filtered");
+    rx_filtered_->Add(1);
     return static_cast<ssize_t>(size);
   }
   const uint64_t total = guest_hdr_len_ + (size - h);
   VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
-  std::vector<VirtQueueElement> elems;
-  if (!PopRxBuffers(vq, mergeable_ ? total : 1, &elems)) {
+  std::vector<VirtQueueElement>& elems = pairs_[pair].rx_elems;
+  size_t count = 0;
+  if (!PopRxBuffers(vq, mergeable_ ? total : 1, &elems, &count)) {
     if (!running()) return -1;  // the ring broke
     counters().Increment("rx_no_buffers");
     return 0;  // the backend keeps it; the next kick of the receive queue brings it in
@@ -717,8 +723,9 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   if (h != 0) net::IovToBuf(iov, n, 0, &hdr, std::min<size_t>(h, guest_hdr_len_));
   hdr.num_buffers = 0;
   if (!(curr_offloads_ & Bit(VIRTIO_NET_F_GUEST_CSUM))) hdr.hdr.flags = 0;
-  std::vector<iovec> dst;
-  for (const auto& e : elems) dst.insert(dst.end(), e.in.begin(), e.in.end());
+  std::vector<iovec>& dst = pairs_[pair].rx_iov;
+  dst.clear();
+  for (size_t k = 0; k < count; ++k) dst.insert(dst.end(), elems[k].in.begin(), elems[k].in.end());
   CopyToIov(dst, 0, &hdr, guest_hdr_len_);
   size_t off = guest_hdr_len_;
   for (int i = 0; i < n; ++i) {
@@ -730,56 +737,56 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
     off += CopyToIov(dst, off, static_cast<uint8_t*>(iov[i].iov_base) + skip,
                      iov[i].iov_len - skip);
   }
-  CompleteRx(vq, elems, total);
-  counters().Increment("rx_frames");
+  CompleteRx(vq, elems, count, total);
+  rx_frames_->Add(1);
   NotifyQueue(static_cast<uint16_t>(2 * pair));
   return static_cast<ssize_t>(size);
 }
 
-ssize_t VirtIONet::ReceiveDirect(size_t pair, const net::NetClientState::FillFn& fill) {
+ssize_t VirtIONet::ReceiveDirect(size_t pair, net::NetClientState::FillFn fill) {
   absl::MutexLock l(&mu_);
   if (!RxReady(pair)) return net::NetClientState::kNoDirect;
   const size_t h = host_hdr_len_;
   if (h != 0 && h != static_cast<size_t>(guest_hdr_len_)) return net::NetClientState::kNoDirect;
-  net::NetClientState* peer = pairs_[pair].nc->peer();
+  Pair& p = pairs_[pair];
+  net::NetClientState* peer = p.nc->peer();
   const uint64_t need = guest_hdr_len_ + (peer != nullptr ? peer->MaxFrameSize() : kMaxTxFrame);
   VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
-  std::vector<VirtQueueElement> elems;
-  if (!PopRxBuffers(vq, need, &elems)) return net::NetClientState::kNoDirect;
-  if (elems.size() == 1 && elems[0].in_len < need && !mergeable_) {
+  std::vector<VirtQueueElement>& elems = p.rx_elems;
+  size_t count = 0;
+  if (!PopRxBuffers(vq, need, &elems, &count)) return net::NetClientState::kNoDirect;
+  if (count == 1 && elems[0].in_len < need && !mergeable_) {
     // Too small for the largest frame: the copy path checks the actual size.
     vq->Unpop(elems[0]);
     return net::NetClientState::kNoDirect;
   }
-  std::vector<iovec> dst;
-  for (const auto& e : elems) dst.insert(dst.end(), e.in.begin(), e.in.end());
-  std::vector<iovec> target;
+  std::vector<iovec>& dst = p.rx_iov;
+  dst.clear();
+  for (size_t k = 0; k < count; ++k) dst.insert(dst.end(), elems[k].in.begin(), elems[k].in.end());
+  std::vector<iovec>* target = &dst;
   if (h == 0) {
-    AppendIov(dst, guest_hdr_len_, &target);
-  } else {
-    target = dst;
+    p.rx_target.clear();
+    AppendIov(dst, guest_hdr_len_, &p.rx_target);
+    target = &p.rx_target;
   }
-  if (target.size() > kMaxIov) target.resize(kMaxIov);
-  const ssize_t got = fill(target.data(), static_cast<int>(target.size()));
-  auto undo = [&] {
-    for (auto it = elems.rbegin(); it != elems.rend(); ++it) vq->Unpop(*it);
-  };
+  const int niov = static_cast<int>(std::min(target->size(), kMaxIov));
+  const ssize_t got = fill(target->data(), niov);
   if (got <= 0) {
-    undo();
+    UndoRx(vq, elems, count);
     return 0;
   }
-  const uint64_t frame_len = static_cast<uint64_t>(got) - h;
   if (static_cast<uint64_t>(got) < h + kEthHeader) {
-    undo();
+    UndoRx(vq, elems, count);
     counters().Increment("rx_bad_frame");
     return got;
   }
+  const uint64_t frame_len = static_cast<uint64_t>(got) - h;
   uint8_t eth[18];
   const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
   CopyFromIov(dst, guest_hdr_len_, eth, peek);
   if (!Accept(eth, peek)) {
-    undo();
-    counters().Increment("rx_filtered");
+    UndoRx(vq, elems, count);
+    rx_filtered_->Add(1);
     return got;
   }
   if (h == 0) {
@@ -789,8 +796,8 @@ ssize_t VirtIONet::ReceiveDirect(size_t pair, const net::NetClientState::FillFn&
     const uint8_t no_flags = 0;  // the driver did not ask for checksum information
     CopyToIov(dst, 0, &no_flags, 1);
   }
-  CompleteRx(vq, elems, guest_hdr_len_ + frame_len);
-  counters().Increment("rx_frames");
+  CompleteRx(vq, elems, count, guest_hdr_len_ + frame_len);
+  rx_frames_->Add(1);
   NotifyQueue(static_cast<uint16_t>(2 * pair));
   return got;
 }

@@ -93,23 +93,32 @@ class VirtIONet : public VirtIODevice {
   class Nic;
   struct Pair {
     std::unique_ptr<Nic> nc;
+    net::NetClientState::SentCallback tx_complete;  // built once (no allocation per frame)
     bool tx_waiting = false;    // a frame is queued at the backend: hold the queue
     bool tx_scheduled = false;  // a continuation is posted
+    // Scratch for the receive path (under mu_), kept to avoid allocating per frame.
+    std::vector<VirtQueueElement> rx_elems;
+    std::vector<iovec> rx_iov, rx_target;
+    VirtQueueElement tx_elem;
+    std::vector<iovec> tx_iov;
   };
 
   // Receive side (from the backend's loop).
   bool CanReceive(size_t pair);
   ssize_t Receive(size_t pair, const iovec* iov, int n);
-  ssize_t ReceiveDirect(size_t pair, const net::NetClientState::FillFn& fill);
+  ssize_t ReceiveDirect(size_t pair, net::NetClientState::FillFn fill);
   bool Accept(const uint8_t* frame, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RxReady(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops receive buffers of pair `pair` until they hold `need` bytes (all of `need` in the first
   // one without mergeable buffers). False (with everything unpopped) when there are not enough.
-  bool PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Returns the used prefix of `elems` for a frame of `total` bytes (header included) and unpops
-  // the rest; fills num_buffers. Returns the number of buffers used.
-  uint16_t CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, uint64_t total)
+  // The elements are the first `*count` of `elems` (reused between calls).
+  bool PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems,
+                    size_t* count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the used prefix of the `count` elements for a frame of `total` bytes (header
+  // included) and unpops the rest; fills num_buffers. Returns the number of buffers used.
+  uint16_t CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count,
+                      uint64_t total) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRxFlush(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -153,6 +162,10 @@ class VirtIONet : public VirtIODevice {
   uint8_t duplex_value_ = 0xff;
   // Stops posted work from touching the device once it is being unrealized.
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+  // Hot counters.
+  Counter* tx_frames_ = nullptr;
+  Counter* rx_frames_ = nullptr;
+  Counter* rx_filtered_ = nullptr;
 
   // Guest-visible state.
   qom::MacAddress mac_ ABSL_GUARDED_BY(mu_);
