@@ -106,40 +106,57 @@ ssize_t NetClientState::SendDirect(FillFn fill) {
   return p->ReceiveDirect(fill);
 }
 
+ssize_t NetClientState::SendDirectBatch(int max, BatchFillFn fill) {
+  NetClientState* p = peer_;
+  if (p == nullptr || link_down_ || p->link_down_) return kNoDirect;
+  if (has_filters_.load(std::memory_order_acquire) ||
+      p->has_filters_.load(std::memory_order_acquire) ||
+      p->must_queue_.load(std::memory_order_acquire)) {
+    return kNoDirect;
+  }
+  return p->ReceiveDirectBatch(max, fill);
+}
+
 ssize_t NetClientState::Deliver(const iovec* iov, int n, NetClientState* sender,
                                 const SentCallback& sent) {
-  auto enqueue = [&]() -> ssize_t {
-    absl::MutexLock l(&queue_mu_);
+  // Under queue_mu_: queue a copy (`refused`: the receiver said "not now", so stop delivering
+  // directly until the next flush).
+  auto enqueue = [&](bool observed, bool refused) ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+    if (refused) receive_disabled_ = true;
     if (!sent && queue_.size() >= kMaxQueuedFrames) {
+      UpdateMustQueue();
       counters_.Increment("rx_queue_full_drops");
-      return -1;
+      return ssize_t{-1};
     }
-    Packet pkt{sender, std::vector<uint8_t>(IovSize(iov, n)), sent};
+    Packet pkt{sender, std::vector<uint8_t>(IovSize(iov, n)), sent, observed};
     IovToBuf(iov, n, 0, pkt.data.data(), pkt.data.size());
     queue_.push_back(std::move(pkt));
     UpdateMustQueue();
     counters_.Increment("rx_queued");
-    return 0;
+    return ssize_t{0};
   };
   // Keep order behind what is already waiting.
-  if (must_queue_.load(std::memory_order_acquire) || !CanReceive()) return enqueue();
-  if (has_filters_.load(std::memory_order_acquire)) Filter(iov, n, /*sent_by_this=*/false);
-  const ssize_t ret = ReceiveIov(iov, n);
-  if (ret == 0) {
-    {
-      absl::MutexLock l(&queue_mu_);
-      receive_disabled_ = true;
-      UpdateMustQueue();
-    }
-    return enqueue();
+  if (must_queue_.load(std::memory_order_acquire) || !CanReceive()) {
+    absl::MutexLock l(&queue_mu_);
+    return enqueue(false, false);
   }
-  if (ret < 0) counters_.Increment("rx_refused");
-  return ret;
+  if (has_filters_.load(std::memory_order_acquire)) Filter(iov, n, /*sent_by_this=*/false);
+  for (;;) {
+    const uint64_t gen = ready_gen_.load(std::memory_order_acquire);
+    const ssize_t ret = ReceiveIov(iov, n);
+    if (ret < 0) counters_.Increment("rx_refused");
+    if (ret != 0) return ret;
+    absl::MutexLock l(&queue_mu_);
+    // A flush that ran since the refusal found nothing to do: the receiver may have room now.
+    if (ready_gen_.load(std::memory_order_relaxed) != gen && queue_.empty()) continue;
+    return enqueue(true, true);
+  }
 }
 
 bool NetClientState::FlushQueue() {
   {
     absl::MutexLock l(&queue_mu_);
+    ready_gen_.fetch_add(1, std::memory_order_acq_rel);
     if (flushing_) return false;
     flushing_ = true;
     UpdateMustQueue();
@@ -160,7 +177,8 @@ bool NetClientState::FlushQueue() {
     iovec v{pkt.data.data(), pkt.data.size()};
     ssize_t ret = 0;
     if (CanReceive()) {
-      Filter(&v, 1, /*sent_by_this=*/false);
+      if (!pkt.observed) Filter(&v, 1, /*sent_by_this=*/false);
+      pkt.observed = true;
       ret = ReceiveIov(&v, 1);
     }
     if (ret == 0) {

@@ -121,6 +121,34 @@ class NetClientState {
   // (the sender then reads into its own buffer and uses SendIov).
   static constexpr ssize_t kNoDirect = -2;
   virtual ssize_t ReceiveDirect(FillFn fill) { return kNoDirect; }
+  // Batched zero-copy receive: the receiver offers up to `max` buffer sets, each big enough for
+  // MaxFrameSize() (plus this client's header); `fill` reads frames into them in order, stores
+  // each set's frame length in `lens` (<= 0: the set got no frame), and returns how many sets it
+  // tried. Returns the number of sets tried, or kNoDirect.
+  struct BufferSet {
+    const iovec* iov;
+    int n;
+  };
+  using BatchFillFn = absl::FunctionRef<int(const BufferSet* sets, int count, ssize_t* lens)>;
+  virtual ssize_t ReceiveDirectBatch(int max, BatchFillFn fill) { return kNoDirect; }
+  ssize_t SendDirectBatch(int max, BatchFillFn fill);
+  // A sender about to hand this client several frames in a row, and done: a receiver may defer
+  // the work to the end (one system call for many frames). The frames' memory stays valid until
+  // ReceiveBatchEnd returns. (Senders call the Begin/EndSendBatch wrappers on themselves.)
+  virtual void ReceiveBatchBegin() {}
+  virtual void ReceiveBatchEnd() {}
+  void BeginSendBatch() {
+    if (peer_ != nullptr) peer_->ReceiveBatchBegin();
+  }
+  void EndSendBatch() {
+    if (peer_ != nullptr) peer_->ReceiveBatchEnd();
+  }
+  // The sender's burst of ReceiveDirect calls is over: a receiver that batches its completions
+  // publishes them now. (Senders call EndDirectBatch on themselves.)
+  virtual void DirectBatchEnd() {}
+  void EndDirectBatch() {
+    if (peer_ != nullptr) peer_->DirectBatchEnd();
+  }
   // This client can receive again: flushes its incoming queue, then tells its peer (PeerReady).
   // Call it without holding locks the receive hooks take (devices post it to their loop).
   void ReceiverReady();
@@ -172,6 +200,7 @@ class NetClientState {
     NetClientState* sender;
     std::vector<uint8_t> data;
     SentCallback sent;
+    bool observed = false;  // the filters saw it already (it was refused, then queued)
   };
   // Delivery to this client (the receiver side of SendIov).
   ssize_t Deliver(const iovec* iov, int n, NetClientState* sender, const SentCallback& sent);
@@ -197,6 +226,9 @@ class NetClientState {
   bool flushing_ ABSL_GUARDED_BY(queue_mu_) = false;
   // receive_disabled_ || flushing_ || frames queued: read without the lock on the fast path.
   std::atomic<bool> must_queue_{false};
+  // Bumped (under queue_mu_) by every flush: a sender whose frame was refused while a flush ran
+  // tries again instead of queueing behind a flush that is already over.
+  std::atomic<uint64_t> ready_gen_{0};
   std::atomic<bool> has_filters_{false};
   Counter* tx_link_down_;
 

@@ -9,13 +9,16 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "core/base/logging.h"
+#include "core/io_uring.h"
 
 namespace vdev::net {
 namespace {
@@ -51,6 +54,14 @@ class Tap::Client : public NetClientState {
   }
   ~Client() override { Disconnect(); }
 
+  // Batches TAP writes and reads through io_uring (one system call for many frames). Only with
+  // an unlimited send buffer: a limited one must be able to push back frame by frame.
+  void EnableBatching(bool unlimited_sndbuf) {
+    if (!unlimited_sndbuf) return;
+    auto ring = IoUring::Create(2 * kMaxBatch);
+    if (ring.ok()) uring_ = std::move(*ring);
+  }
+
   int fd() const { return fd_.get(); }
 
   absl::Status Start(EventLoop& loop) {
@@ -65,7 +76,30 @@ class Tap::Client : public NetClientState {
   void Stop() { watch_.Reset(); }
 
   // ---- NetClientState ----
+  void ReceiveBatchBegin() override {
+    if (uring_ == nullptr) return;
+    batch_mu_.Lock();
+    batch_owner_ = std::this_thread::get_id();
+  }
+  void ReceiveBatchEnd() override {
+    if (uring_ == nullptr) return;
+    SubmitWrites();
+    batch_owner_ = std::thread::id();
+    batch_mu_.Unlock();
+  }
+
   ssize_t ReceiveIov(const iovec* iov, int n) override {
+    if (uring_ != nullptr && batch_owner_ == std::this_thread::get_id() && n <= kMaxIov) {
+      // Inside the NIC's batch: queue the write; ReceiveBatchEnd submits them all at once.
+      if (tx_pending_ == kMaxBatch) SubmitWrites();
+      TxSlot& slot = tx_slots_[tx_pending_];
+      int cnt = 0;
+      if (has_vnet_hdr_ && !using_vnet_hdr_) slot.iov[cnt++] = {zero_hdr_, size_t(vnet_hdr_len_)};
+      for (int i = 0; i < n; ++i) slot.iov[cnt++] = iov[i];
+      uring_->PrepWritev(fd_.get(), slot.iov, cnt, tx_pending_);
+      ++tx_pending_;
+      return static_cast<ssize_t>(IovSize(iov, n));
+    }
     // A frame from the NIC. Without the header in use, the kernel still expects one: zeros.
     iovec v[64 + 1];
     virtio_net_hdr_mrg_rxbuf zero{};
@@ -84,6 +118,25 @@ class Tap::Client : public NetClientState {
     }
     tx_frames_->Add(1);
     return static_cast<ssize_t>(IovSize(iov, n));
+  }
+
+  // Submits the queued writes and waits for them (the frames' memory is the guest's until then).
+  void SubmitWrites() {
+    if (tx_pending_ == 0) return;
+    const unsigned n = tx_pending_;
+    tx_pending_ = 0;
+    auto r = uring_->SubmitAndWait(n);
+    if (!r.ok()) {
+      tx_errors_->Add(n);
+      return;
+    }
+    uring_->Reap([&](uint64_t, int32_t res) {
+      if (res < 0) {
+        tx_errors_->Add(1);  // EAGAIN included: with an unlimited send buffer, not expected
+      } else {
+        tx_frames_->Add(1);
+      }
+    });
   }
 
   void PeerReady() override {
@@ -201,8 +254,64 @@ class Tap::Client : public NetClientState {
   // Reads frames and hands them to the NIC until the TAP is empty, the budget is spent, or the
   // NIC cannot take more (then reading pauses until PeerReady).
   void ReadFrames() {
+    ReadBurst();
+    EndDirectBatch();  // the NIC publishes what it completed in the burst
+  }
+
+  // Reads up to rx_batch_ frames with one io_uring submission, straight into the NIC's buffers.
+  // Returns false when the TAP is empty (or the NIC offered nothing).
+  bool ReadBatch(int* budget) {
+    const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
+    int filled = 0;
+    bool full = false;
+    const ssize_t taken = SendDirectBatch(std::min(rx_batch_, *budget), [&](const BufferSet* sets,
+                                                                           int count,
+                                                                           ssize_t* lens) -> int {
+      for (int k = 0; k < count; ++k) {
+        iovec* v = rx_slots_[k].iov;
+        int cnt = 0;
+        if (strip) v[cnt++] = {rx_scratch_, size_t(strip)};
+        const int n = std::min(sets[k].n, kMaxIov);
+        for (int j = 0; j < n; ++j) v[cnt++] = sets[k].iov[j];
+        uring_->PrepReadv(fd_.get(), v, cnt, static_cast<uint64_t>(k));
+      }
+      auto r = uring_->SubmitAndWait(static_cast<unsigned>(count));
+      for (int k = 0; k < count; ++k) lens[k] = -1;
+      if (r.ok()) {
+        // Unlinked reads run in order; one that finds the TAP empty leaves a hole (<= 0), and a
+        // frame that arrived just after it may fill a later one.
+        uring_->Reap([&](uint64_t k, int32_t res) {
+          if (k < static_cast<uint64_t>(count)) lens[k] = res > strip ? res - strip : -1;
+        });
+      }
+      int ok = 0;
+      for (int k = 0; k < count; ++k) ok += lens[k] > 0;
+      rx_frames_->Add(ok);
+      filled = ok;
+      // Adapt the batch to the traffic: full batches grow it, short ones shrink it.
+      if (ok == count) {
+        rx_batch_ = std::min(rx_batch_ * 2, kMaxBatch);
+      } else if (ok < count / 2) {
+        rx_batch_ = std::max(rx_batch_ / 2, 1);
+      }
+      full = ok == count;
+      return count;
+    });
+    if (taken == kNoDirect) return false;
+    *budget -= std::max(filled, 1);
+    return full;  // a short batch: the TAP is (about) empty
+  }
+
+  void ReadBurst() {
     const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
     virtio_net_hdr_mrg_rxbuf scratch;
+    if (uring_ != nullptr) {
+      int budget = kReadBudget;
+      while (budget > 0 && ReadBatch(&budget)) {
+      }
+      if (budget <= 0) return;
+      // The NIC offered no buffers, or the TAP is empty: the per-frame path below sorts out which.
+    }
     for (int i = 0; i < kReadBudget; ++i) {
       // Zero copy: read into the guest's buffers when the NIC offers them.
       bool again = false;
@@ -274,6 +383,25 @@ class Tap::Client : public NetClientState {
   std::atomic<int> mtu_{1500};
   std::vector<uint8_t> buf_;  // the copy path's frame buffer (loop thread)
 
+  // io_uring batching (nullptr: one system call per frame).
+  static constexpr int kMaxBatch = 64;
+  static constexpr int kMaxIov = 64;
+  std::unique_ptr<IoUring> uring_;
+  absl::Mutex batch_mu_;  // one transmit batch at a time
+  std::thread::id batch_owner_;
+  struct TxSlot {
+    iovec iov[kMaxIov + 1];
+  };
+  TxSlot tx_slots_[kMaxBatch];
+  int tx_pending_ = 0;
+  uint8_t zero_hdr_[sizeof(virtio_net_hdr_mrg_rxbuf)] = {};
+  int rx_batch_ = 4;
+  struct RxSlot {
+    iovec iov[kMaxIov + 1];
+  };
+  RxSlot rx_slots_[kMaxBatch];
+  uint8_t rx_scratch_[sizeof(virtio_net_hdr_mrg_rxbuf)];  // adapts: doubles while batches come back full, halves when not
+
   EventLoop* loop_ = nullptr;
   SentCallback resume_;  // a frame queued at the NIC was delivered: read again
   FdWatch watch_;
@@ -301,6 +429,8 @@ void Tap::ClassInit(qom::ObjectClass& k) {
                           "must be empty or 'no' (helper scripts are not run)"));
   k.AddProperty(qom::Prop("sndbuf", &Tap::sndbuf_, qom::Size{0},
                           "send buffer limit in bytes (TUNSETSNDBUF; 0: unlimited)"));
+  k.AddProperty(qom::Prop("x-uring", &Tap::uring_, true,
+                          "batch TAP reads and writes with io_uring (with an unlimited sndbuf)"));
   k.AddProperty(qom::EnumProp("vhost", &Tap::vhost_, qom::OnOffAuto::kOff, qom::OnOffAutoNames(),
                               "vhost-net offload (not available yet)"));
   k.AddProperty(qom::Prop("vhostfd", &Tap::vhostfd_, std::string(""),
@@ -449,9 +579,10 @@ absl::Status Tap::OpenQueues() {
     }
   }
   for (size_t q = 0; q < fds.size(); ++q) {
-    clients_.push_back(std::make_unique<Client>(
-        this, fds.size() == 1 ? name() : absl::StrCat(name(), ".", q), std::move(fds[q]),
-        vnet_hdr_enabled_));
+    auto c = std::make_unique<Client>(this, fds.size() == 1 ? name() : absl::StrCat(name(), ".", q),
+                                      std::move(fds[q]), vnet_hdr_enabled_);
+    if (uring_) c->EnableBatching(sndbuf_.bytes == 0);
+    clients_.push_back(std::move(c));
   }
   return absl::OkStatus();
 }

@@ -54,6 +54,7 @@ class Tap : public Netdev {
   qom::Size sndbuf_{0};
   qom::OnOffAuto vhost_ = qom::OnOffAuto::kOff;
   std::string vhostfd_;
+  bool uring_ = true;
 
   std::string actual_ifname_;
   bool vnet_hdr_enabled_ = false;

@@ -4,8 +4,11 @@
 #include <optional>
 #include <ostream>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_join.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_info.h"
@@ -123,10 +126,17 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
   Machine& m = **machine;
 
-  // Backends before the devices that link to them, each group in command-line order.
-  for (const char* group : {"object", "chardev", "netdev"}) {
+  // Backends before the devices that link to them, each group in command-line order. As in
+  // QEMU, network filters (-object filter-*) come after the netdevs they attach to.
+  auto is_late = [](absl::string_view v) {
+    absl::string_view type = v.substr(0, v.find(','));
+    if (absl::ConsumePrefix(&type, "qom-type=")) {}
+    return absl::StartsWith(type, "filter-");
+  };
+  for (const auto& [group, late] : std::vector<std::pair<const char*, bool>>{
+           {"object", false}, {"chardev", false}, {"netdev", false}, {"object", true}}) {
     for (const Arg& a : parsed) {
-      if (a.option != group) continue;
+      if (a.option != group || (a.option == "object" && is_late(a.value) != late)) continue;
       auto obj = m.ObjectAdd(group, a.value);
       if (!obj.ok()) return fail(absl::StrCat("-", a.option, " ", a.value), obj.status().message());
     }

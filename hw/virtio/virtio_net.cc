@@ -78,7 +78,11 @@ class VirtIONet::Nic : public net::NetClientState {
   bool CanReceive() override { return dev_->CanReceive(pair_); }
   ssize_t ReceiveIov(const iovec* iov, int n) override { return dev_->Receive(pair_, iov, n); }
   ssize_t ReceiveDirect(FillFn fill) override { return dev_->ReceiveDirect(pair_, fill); }
+  ssize_t ReceiveDirectBatch(int max, BatchFillFn fill) override {
+    return dev_->ReceiveDirectBatch(pair_, max, fill);
+  }
   void LinkStatusChanged() override { dev_->LinkChanged(); }
+  void DirectBatchEnd() override { dev_->DirectBatchEnd(pair_); }
   void PeerReady() override {}
 
  private:
@@ -374,6 +378,7 @@ void VirtIONet::ResetState() {
   filter_.vlans.set();
   for (Pair& p : pairs_) {
     p.tx_waiting = false;
+    p.rx_unflushed = 0;
   }
 }
 
@@ -401,6 +406,7 @@ void VirtIONet::Start() {
 
 void VirtIONet::Stop() {
   // As QEMU: frames waiting for a stopped device are dropped (their senders resume).
+  for (size_t i = 0; i < pairs_.size(); ++i) FlushRx(i);
   for (Pair& p : pairs_) {
     p.tx_waiting = false;
     p.nc->PurgeIncoming();
@@ -514,14 +520,26 @@ void VirtIONet::FlushTx(size_t pair) {
   uint8_t hdr[sizeof(virtio_net_hdr_mrg_rxbuf)];
   std::vector<iovec>& iov = p.tx_iov;
   uint32_t sent = 0;
+  uint16_t done = 0;  // completions filled, published together
   bool more = false;
+  // The backend may batch the frames (one system call); their buffers stay the guest's until the
+  // batch ends, so it ends before every publication of used buffers.
+  p.nc->BeginSendBatch();
   for (;;) {
+    if (done >= 64) {
+      p.nc->EndSendBatch();
+      vq->Flush(done);
+      done = 0;
+      p.nc->BeginSendBatch();
+    }
     if (sent >= tx_burst_) {
       more = true;
       break;
     }
     const PopResult r = vq->Pop(&e);
     if (r == PopResult::kBroken) {
+      p.nc->EndSendBatch();
+      vq->Flush(done);
       MarkNeedsReset(absl::StrCat("transmit queue ", 2 * pair + 1, ": ", vq->broken_reason()));
       return;
     }
@@ -539,7 +557,7 @@ void VirtIONet::FlushTx(size_t pair) {
       VDEV_LOG_GUEST_ERROR(counters(), "tx_bad_frame",
                            "%s: transmit buffer of %u bytes (%u writable) dropped", DisplayName(),
                            e.out_len, e.in_len);
-      vq->Push(e, 0);
+      vq->Fill(e, 0, done++);
       continue;
     }
     CopyFromIov(e.out, 0, hdr, hlen);
@@ -548,7 +566,7 @@ void VirtIONet::FlushTx(size_t pair) {
       VDEV_LOG_GUEST_ERROR(counters(), "tx_bad_header",
                            "%s: transmit header flags 0x%x gso 0x%x dropped", DisplayName(),
                            hdr[0], hdr[1]);
-      vq->Push(e, 0);
+      vq->Fill(e, 0, done++);
       continue;
     }
     iov.clear();
@@ -558,7 +576,7 @@ void VirtIONet::FlushTx(size_t pair) {
       AppendIov(e.out, hlen, &iov);  // the backend takes no header: strip it
     }
     const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
-    vq->Push(e, 0);
+    vq->Fill(e, 0, done++);
     tx_frames_->Add(1);
     if (ret == 0) {
       // Queued at the backend: hold the queue until it took the frame.
@@ -567,6 +585,8 @@ void VirtIONet::FlushTx(size_t pair) {
       break;
     }
   }
+  p.nc->EndSendBatch();
+  vq->Flush(done);
   NotifyQueue(static_cast<uint16_t>(2 * pair + 1));
   if (more && !p.tx_scheduled) {
     // Bounded work per turn: the rest from the loop (the guest need not kick again).
@@ -643,6 +663,8 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
       return false;
     }
     if (r == PopResult::kEmpty) {
+      // Give the driver what we completed, so it can recycle the buffers.
+      FlushRx(vq->index() / 2);
       // Ask to be kicked when buffers come, and look again (they may have just come; what we
       // hold is still popped, so only new buffers count).
       vq->SetNotification(true);
@@ -667,13 +689,14 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
   return true;
 }
 
-uint16_t VirtIONet::CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count,
-                               uint64_t total) {
+uint16_t VirtIONet::CompleteRx(size_t pair, VirtQueue* vq, std::vector<VirtQueueElement>& elems,
+                               size_t count, uint64_t total, bool batch) {
+  uint16_t& unflushed = pairs_[pair].rx_unflushed;
   uint64_t left = total;
   uint16_t used = 0;
   for (; used < count && left > 0; ++used) {
     const uint64_t len = std::min(left, elems[used].in_len);
-    vq->Fill(elems[used], static_cast<uint32_t>(len), used);
+    vq->Fill(elems[used], static_cast<uint32_t>(len), static_cast<uint16_t>(unflushed + used));
     left -= len;
   }
   for (size_t i = count; i > used; --i) vq->Unpop(elems[i - 1]);
@@ -681,8 +704,23 @@ uint16_t VirtIONet::CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& ele
     const uint16_t nb = used;  // 1 without mergeable buffers (VERSION_1)
     CopyToIov(elems[0].in, offsetof(virtio_net_hdr_mrg_rxbuf, num_buffers), &nb, sizeof(nb));
   }
-  vq->Flush(used);
+  unflushed = static_cast<uint16_t>(unflushed + used);
+  if (!batch || unflushed >= kRxBatch) FlushRx(pair);
   return used;
+}
+
+void VirtIONet::FlushRx(size_t pair) {
+  uint16_t& unflushed = pairs_[pair].rx_unflushed;
+  if (unflushed == 0) return;
+  const uint16_t index = static_cast<uint16_t>(2 * pair);
+  queue(index)->Flush(unflushed);
+  unflushed = 0;
+  NotifyQueue(index);
+}
+
+void VirtIONet::DirectBatchEnd(size_t pair) {
+  absl::MutexLock l(&mu_);
+  if (pair < pairs_.size()) FlushRx(pair);
 }
 
 ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
@@ -737,9 +775,8 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
     off += CopyToIov(dst, off, static_cast<uint8_t*>(iov[i].iov_base) + skip,
                      iov[i].iov_len - skip);
   }
-  CompleteRx(vq, elems, count, total);
+  CompleteRx(pair, vq, elems, count, total);
   rx_frames_->Add(1);
-  NotifyQueue(static_cast<uint16_t>(2 * pair));
   return static_cast<ssize_t>(size);
 }
 
@@ -796,10 +833,101 @@ ssize_t VirtIONet::ReceiveDirect(size_t pair, net::NetClientState::FillFn fill) 
     const uint8_t no_flags = 0;  // the driver did not ask for checksum information
     CopyToIov(dst, 0, &no_flags, 1);
   }
-  CompleteRx(vq, elems, count, guest_hdr_len_ + frame_len);
+  CompleteRx(pair, vq, elems, count, guest_hdr_len_ + frame_len, /*batch=*/true);
   rx_frames_->Add(1);
-  NotifyQueue(static_cast<uint16_t>(2 * pair));
   return got;
+}
+
+ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max,
+                                      net::NetClientState::BatchFillFn fill) {
+  absl::MutexLock l(&mu_);
+  if (!RxReady(pair) || max < 1) return net::NetClientState::kNoDirect;
+  const size_t h = host_hdr_len_;
+  if (h != 0 && h != static_cast<size_t>(guest_hdr_len_)) return net::NetClientState::kNoDirect;
+  Pair& p = pairs_[pair];
+  net::NetClientState* peer = p.nc->peer();
+  const uint64_t need = guest_hdr_len_ + (peer != nullptr ? peer->MaxFrameSize() : kMaxTxFrame);
+  VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
+  max = std::min(max, 64);
+  if (p.batch_elems.size() < static_cast<size_t>(max)) {
+    p.batch_elems.resize(max);
+    p.batch_target.resize(max);
+  }
+  // One buffer per frame, each big enough for the largest frame (else the per-frame path).
+  int count = 0;
+  while (count < max) {
+    VirtQueueElement& e = p.batch_elems[count];
+    const PopResult r = vq->Pop(&e);
+    if (r == PopResult::kBroken) {
+      for (int k = count; k > 0; --k) vq->Unpop(p.batch_elems[k - 1]);
+      MarkNeedsReset(absl::StrCat("receive queue ", vq->index(), ": ", vq->broken_reason()));
+      return -1;
+    }
+    if (r == PopResult::kEmpty) break;
+    if (e.out_len != 0 || e.in_len < need) {
+      vq->Unpop(e);  // odd or small: the per-frame path deals with it
+      break;
+    }
+    ++count;
+  }
+  if (count == 0) return net::NetClientState::kNoDirect;
+  net::NetClientState::BufferSet sets[64];
+  for (int k = 0; k < count; ++k) {
+    std::vector<iovec>& t = p.batch_target[k];
+    if (h == 0) {
+      t.clear();
+      AppendIov(p.batch_elems[k].in, guest_hdr_len_, &t);
+    } else {
+      t = p.batch_elems[k].in;
+    }
+    sets[k] = {t.data(), static_cast<int>(std::min(t.size(), kMaxIov))};
+  }
+  ssize_t lens[64];
+  const int filled = std::clamp(fill(sets, count, lens), 0, count);
+  // Accepted frames are moved down over filtered ones, so the used buffers stay a prefix.
+  int out = 0;
+  for (int i = 0; i < filled; ++i) {
+    const std::vector<iovec>& src = p.batch_elems[i].in;
+    if (lens[i] <= 0) continue;  // no frame in this set
+    if (lens[i] < static_cast<ssize_t>(h + kEthHeader)) {
+      counters().Increment("rx_bad_frame");
+      continue;
+    }
+    const uint64_t frame_len = static_cast<uint64_t>(lens[i]) - h;
+    uint8_t eth[18];
+    const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
+    CopyFromIov(src, guest_hdr_len_, eth, peek);
+    if (!Accept(eth, peek)) {
+      rx_filtered_->Add(1);
+      continue;
+    }
+    const uint64_t total = guest_hdr_len_ + frame_len;
+    if (out != i) {
+      p.move_buf.resize(total);
+      CopyFromIov(src, 0, p.move_buf.data(), total);
+      CopyToIov(p.batch_elems[out].in, 0, p.move_buf.data(), total);
+    }
+    const std::vector<iovec>& dst = p.batch_elems[out].in;
+    if (h == 0) {
+      const virtio_net_hdr_mrg_rxbuf blank{};
+      CopyToIov(dst, 0, &blank, guest_hdr_len_);
+    } else if (!(curr_offloads_ & Bit(VIRTIO_NET_F_GUEST_CSUM))) {
+      const uint8_t no_flags = 0;
+      CopyToIov(dst, 0, &no_flags, 1);
+    }
+    if (guest_hdr_len_ == sizeof(virtio_net_hdr_mrg_rxbuf)) {
+      const uint16_t one = 1;
+      CopyToIov(dst, offsetof(virtio_net_hdr_mrg_rxbuf, num_buffers), &one, sizeof(one));
+    }
+    vq->Fill(p.batch_elems[out], static_cast<uint32_t>(total),
+             static_cast<uint16_t>(p.rx_unflushed + out));
+    ++out;
+  }
+  for (int k = count; k > out; --k) vq->Unpop(p.batch_elems[k - 1]);
+  p.rx_unflushed = static_cast<uint16_t>(p.rx_unflushed + out);
+  rx_frames_->Add(out);
+  FlushRx(pair);
+  return filled;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -101,12 +101,23 @@ class VirtIONet : public VirtIODevice {
     std::vector<iovec> rx_iov, rx_target;
     VirtQueueElement tx_elem;
     std::vector<iovec> tx_iov;
+    // Receive completions filled but not yet published (direct receives batch them).
+    uint16_t rx_unflushed = 0;
+    // Batched direct receive: one element per buffer set.
+    std::vector<VirtQueueElement> batch_elems;
+    std::vector<std::vector<iovec>> batch_target;
+    std::vector<uint8_t> move_buf;  // moves a frame over a filtered one
   };
+  // Publishes batched receive completions of `pair` and interrupts if the driver wants it.
+  void FlushRx(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DirectBatchEnd(size_t pair);
+  static constexpr uint16_t kRxBatch = 32;
 
   // Receive side (from the backend's loop).
   bool CanReceive(size_t pair);
   ssize_t Receive(size_t pair, const iovec* iov, int n);
   ssize_t ReceiveDirect(size_t pair, net::NetClientState::FillFn fill);
+  ssize_t ReceiveDirectBatch(size_t pair, int max, net::NetClientState::BatchFillFn fill);
   bool Accept(const uint8_t* frame, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RxReady(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops receive buffers of pair `pair` until they hold `need` bytes (all of `need` in the first
@@ -116,8 +127,10 @@ class VirtIONet : public VirtIODevice {
                     size_t* count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns the used prefix of the `count` elements for a frame of `total` bytes (header
   // included) and unpops the rest; fills num_buffers. Returns the number of buffers used.
-  uint16_t CompleteRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count,
-                      uint64_t total) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Completions are published at once unless `batch` (then by FlushRx).
+  uint16_t CompleteRx(size_t pair, VirtQueue* vq, std::vector<VirtQueueElement>& elems,
+                      size_t count, uint64_t total, bool batch = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRxFlush(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

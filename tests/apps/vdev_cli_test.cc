@@ -194,14 +194,44 @@ TEST(VdevCliTest, MachineHelpAndUnknownMachine) {
   EXPECT_THAT(bad.err, HasSubstr("unsupported machine type 'q35'"));
 }
 
-TEST(VdevCliTest, NetdevWithoutBackendsIsOneLineError) {
-  RunResult r = RunVdev("-netdev tap,id=n0");
+TEST(VdevCliTest, UnknownNetdevBackendIsOneLineError) {
+  RunResult r = RunVdev("-netdev user,id=n0");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err,
-            "vdev: -netdev tap,id=n0: Parameter 'type' expects a netdev backend type, got 'tap'\n");
+            "vdev: -netdev user,id=n0: Parameter 'type' expects a netdev backend type, got 'user'\n");
   RunResult h = RunVdev("-netdev help");
   EXPECT_EQ(h.status, 0);
-  EXPECT_THAT(h.out, HasSubstr("Available netdev backend types:"));
+  for (const char* t : {"tap", "dgram", "hubport", "loopback"}) EXPECT_THAT(h.out, HasSubstr(t));
+}
+
+TEST(VdevCliTest, NetdevTapHelpAndVirtioNetPciHelp) {
+  RunResult r = RunVdev("-netdev tap,help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, HasSubstr("vnet_hdr=<enum>"));
+  // As the check: a device's help with a netdev on the line lists its properties.
+  RunResult d = RunVdev("-netdev loopback,id=n0 -device virtio-net-pci,netdev=n0,help");
+  EXPECT_EQ(d.status, 0);
+  for (const char* p : {"mac=<macaddr>", "netdev=<link<netdev>>", "mq=<bool>", "mrg_rxbuf=<bool>",
+                        "host_mtu=<uint16>", "ctrl_guest_offloads=<bool>", "rx_queue_size=<uint16>",
+                        "vectors=<uint32>", "event_idx=<bool>", "indirect_desc=<bool>"}) {
+    EXPECT_THAT(d.out, HasSubstr(p));
+  }
+}
+
+TEST(VdevCliTest, TapWithVhostIsRefusedInOneLine) {
+  RunResult r = RunVdev("-netdev tap,id=n0,ifname=vdevclitap,vhost=on");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "vdev: -netdev tap,id=n0,ifname=vdevclitap,vhost=on: tap 'n0': vhost=on: vhost-net "
+            "offload is not available in this build; use vhost=off\n");
+}
+
+TEST(VdevCliTest, FilterObjectsComeAfterTheirNetdev) {
+  const std::string pcap = ::testing::TempDir() + "/vdev_cli_dump.pcap";
+  RunResult r = RunVdev("-object filter-dump,id=f0,netdev=n0,file=" + pcap +
+                        " -netdev loopback,id=n0 -device virtio-net-pci,netdev=n0");
+  EXPECT_EQ(r.status, 0) << r.err;
+  std::remove(pcap.c_str());
 }
 
 TEST(VdevCliTest, MalformedOptionStringIsOneLineError) {

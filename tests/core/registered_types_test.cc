@@ -43,6 +43,14 @@ constexpr const char* kBuiltinTypes[] = {
     "virtio-rng-device",
     "virtio-rng-pci",
     "virtio-mmio",
+    "virtio-net-device",
+    "virtio-net-pci",
+    // net
+    "netdev-tap",
+    "netdev-dgram",
+    "netdev-hubport",
+    "netdev-loopback",
+    "filter-dump",
     // hw/misc
     "edu",
     // hw/machine

@@ -31,7 +31,9 @@ class VirtioPciTest : public ::testing::Test {
              const std::string& objects = "") {
     m_ = *Machine::Create("pc");
     m_->irq().set_sink(&sink_);
-    if (!objects.empty()) ASSERT_TRUE(m_->ObjectAdd("object", objects).ok());
+    if (!objects.empty()) {
+      ASSERT_TRUE(m_->ObjectAdd("object", objects).ok());
+    }
     auto d = m_->DeviceAdd(device);
     ASSERT_TRUE(d.ok()) << d.status();
     proxy_ = static_cast<VirtIOPCIProxy*>(*d);
