@@ -23,24 +23,32 @@ Hubs& hubs() {
 
 class HubPort::Client : public NetClientState {
  public:
-  Client(std::pair<const void*, uint32_t> key, std::string name)
-      : NetClientState("hubport", std::move(name)), key_(key) {}
-  // A frame from this port's peer goes out of every other port (to their peers).
+  Client(std::pair<const void*, uint32_t> key, std::string name, EventLoop* loop)
+      : NetClientState("hubport", std::move(name)), key_(key), loop_(loop) {}
+  // A frame from this port's peer goes out of every other port (to their peers). From the loop,
+  // not from here: the sender (a NIC) holds its lock, and another NIC on the hub may be sending
+  // to it at the same moment.
   ssize_t ReceiveIov(const iovec* iov, int n) override {
-    std::vector<NetClientState*> others;
-    {
-      Hubs& h = hubs();
-      absl::MutexLock l(&h.mu);
-      for (NetClientState* p : h.ports[key_]) {
-        if (p != this) others.push_back(p);
+    const size_t size = IovSize(iov, n);
+    std::vector<uint8_t> frame(size);
+    IovToBuf(iov, n, 0, frame.data(), size);
+    loop_->Post([this, frame = std::move(frame)] {
+      std::vector<NetClientState*> others;
+      {
+        Hubs& h = hubs();
+        absl::MutexLock l(&h.mu);
+        for (NetClientState* p : h.ports[key_]) {
+          if (p != this) others.push_back(p);
+        }
       }
-    }
-    for (NetClientState* p : others) p->SendIov(iov, n);
-    return static_cast<ssize_t>(IovSize(iov, n));
+      for (NetClientState* p : others) p->Send(frame.data(), frame.size());
+    });
+    return static_cast<ssize_t>(size);
   }
 
  private:
   const std::pair<const void*, uint32_t> key_;
+  EventLoop* loop_;
 };
 
 void HubPort::ClassInit(qom::ObjectClass& k) {
@@ -57,6 +65,8 @@ HubPort::~HubPort() {
     v.erase(std::remove(v.begin(), v.end(), clients_[0].get()), v.end());
     if (v.empty()) h.ports.erase(key_);
   }
+  // Off the hub now; fan-outs already posted may still reference the client: let them finish.
+  if (!clients_.empty()) loop().RunAndWait([] {});
   if (netdev_ != nullptr && !clients_.empty()) {
     clients_[0]->Disconnect();
     netdev_->Release();
@@ -66,7 +76,7 @@ HubPort::~HubPort() {
 absl::Status HubPort::Complete() {
   (void)loop();
   key_ = {Root(), hubid_};  // hubs are per machine
-  auto client = std::make_unique<Client>(key_, name());
+  auto client = std::make_unique<Client>(key_, name(), &loop());
   if (netdev_ != nullptr) {
     if (netdev_ == this || netdev_->num_queues() != 1) {
       return absl::InvalidArgumentError(

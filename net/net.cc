@@ -217,7 +217,7 @@ void NetClientState::PurgeQueue(const NetClientState* sender,
 
 void NetClientState::ReceiverReady() {
   FlushQueue();
-  if (peer_ != nullptr) peer_->PeerReady();
+  if (NetClientState* p = peer_; p != nullptr) p->PeerReady();
 }
 
 void NetClientState::AddFilter(NetFilter* f) {

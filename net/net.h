@@ -138,20 +138,24 @@ class NetClientState {
   virtual void ReceiveBatchBegin() {}
   virtual void ReceiveBatchEnd() {}
   void BeginSendBatch() {
-    if (peer_ != nullptr) peer_->ReceiveBatchBegin();
+    if (NetClientState* p = peer_; p != nullptr) p->ReceiveBatchBegin();
   }
   void EndSendBatch() {
-    if (peer_ != nullptr) peer_->ReceiveBatchEnd();
+    if (NetClientState* p = peer_; p != nullptr) p->ReceiveBatchEnd();
   }
   // The sender's burst of ReceiveDirect calls is over: a receiver that batches its completions
   // publishes them now. (Senders call EndDirectBatch on themselves.)
   virtual void DirectBatchEnd() {}
   void EndDirectBatch() {
-    if (peer_ != nullptr) peer_->DirectBatchEnd();
+    if (NetClientState* p = peer_; p != nullptr) p->DirectBatchEnd();
   }
   // This client can receive again: flushes its incoming queue, then tells its peer (PeerReady).
   // Call it without holding locks the receive hooks take (devices post it to their loop).
   void ReceiverReady();
+  // Drops this client's frames waiting at its peer, without calling their callbacks.
+  void DropQueuedAtPeer() {
+    if (NetClientState* p = peer_; p != nullptr) p->PurgeQueue(this, this);
+  }
   // Drops every frame waiting to be received here (a NIC that stops), calling the senders back.
   void PurgeIncoming() { PurgeQueue(nullptr); }
   // The peer became ready to receive (called by the peer's ReceiverReady).

@@ -52,7 +52,7 @@ class Tap::Client : public NetClientState {
     }
     ReadMtu();
   }
-  ~Client() override { Disconnect(); }
+  // (The base destructor unlinks; it must not call this client's callbacks back.)
 
   // Batches TAP writes and reads through io_uring (one system call for many frames). Only with
   // an unlimited send buffer: a limited one must be able to push back frame by frame.
@@ -76,20 +76,28 @@ class Tap::Client : public NetClientState {
   void Stop() { watch_.Reset(); }
 
   // ---- NetClientState ----
-  void ReceiveBatchBegin() override {
+  // The lock is held from Begin to End (across calls): checked by hand, not by the analysis.
+  void ReceiveBatchBegin() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (uring_ == nullptr) return;
     batch_mu_.Lock();
-    batch_owner_ = std::this_thread::get_id();
+    batch_owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   }
-  void ReceiveBatchEnd() override {
+  void ReceiveBatchEnd() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (uring_ == nullptr) return;
     SubmitWrites();
-    batch_owner_ = std::thread::id();
+    batch_owner_.store(std::thread::id(), std::memory_order_relaxed);
     batch_mu_.Unlock();
+  }
+  bool InBatch() const {
+    return batch_owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
   }
 
   ssize_t ReceiveIov(const iovec* iov, int n) override {
-    if (uring_ != nullptr && batch_owner_ == std::this_thread::get_id() && n <= kMaxIov) {
+    if (dead_.load(std::memory_order_relaxed)) return -1;  // the interface is gone
+    if (uring_ != nullptr && InBatch() && (uring_broken_ || n > kMaxIov)) {
+      SubmitWrites();  // what the batch holds goes first: keep the order
+    }
+    if (uring_ != nullptr && !uring_broken_ && InBatch() && n <= kMaxIov) {
       // Inside the NIC's batch: queue the write; ReceiveBatchEnd submits them all at once.
       if (tx_pending_ == kMaxBatch) SubmitWrites();
       TxSlot& slot = tx_slots_[tx_pending_];
@@ -126,8 +134,12 @@ class Tap::Client : public NetClientState {
     const unsigned n = tx_pending_;
     tx_pending_ = 0;
     auto r = uring_->SubmitAndWait(n);
-    if (!r.ok()) {
+    if (!r.ok() || *r != n) {
+      // Should not happen; if it does, stop batching rather than risk stale operations.
+      VDEV_LOG(kWarning, "tap %s: io_uring submission failed; back to one system call per frame",
+               name());
       tx_errors_->Add(n);
+      uring_broken_ = true;
       return;
     }
     uring_->Reap([&](uint64_t, int32_t res) {
@@ -183,7 +195,7 @@ class Tap::Client : public NetClientState {
   int CarriedVnetHdrLen() const override { return using_vnet_hdr_ ? vnet_hdr_len_ : 0; }
   // The largest frame the kernel may hand us: a GSO frame with offloads on, else the MTU's.
   size_t MaxFrameSize() const override {
-    return gso_ ? 65535 : mtu_.load(std::memory_order_relaxed) + 14 + 4;
+    return (gso_ ? 65535 : mtu_.load(std::memory_order_relaxed)) + 14 + 4;
   }
 
  private:
@@ -238,9 +250,12 @@ class Tap::Client : public NetClientState {
 
   void OnReady(uint32_t ev) {
     if (ev & (EPOLLERR | EPOLLHUP)) {
-      // The interface went away under us: stop serving the fd.
+      // The interface went away under us: stop serving the fd, and let the NIC's frames waiting
+      // here go (their callbacks resume its transmit), so nothing waits forever.
       VDEV_LOG(kWarning, "tap %s: fd error or hang-up; no longer served", name());
+      dead_ = true;
       watch_.Reset();
+      PurgeIncoming();
       return;
     }
     if (ev & EPOLLOUT) {
@@ -261,12 +276,14 @@ class Tap::Client : public NetClientState {
   // Reads up to rx_batch_ frames with one io_uring submission, straight into the NIC's buffers.
   // Returns false when the TAP is empty (or the NIC offered nothing).
   bool ReadBatch(int* budget) {
-    const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
+    if (uring_broken_) return false;
     int filled = 0;
     bool full = false;
     const ssize_t taken = SendDirectBatch(std::min(rx_batch_, *budget), [&](const BufferSet* sets,
                                                                            int count,
                                                                            ssize_t* lens) -> int {
+      // (Under the NIC's lock: the header settings cannot change meanwhile.)
+      const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
       for (int k = 0; k < count; ++k) {
         iovec* v = rx_slots_[k].iov;
         int cnt = 0;
@@ -277,7 +294,11 @@ class Tap::Client : public NetClientState {
       }
       auto r = uring_->SubmitAndWait(static_cast<unsigned>(count));
       for (int k = 0; k < count; ++k) lens[k] = -1;
-      if (r.ok()) {
+      if (!r.ok() || *r != static_cast<unsigned>(count)) {
+        uring_broken_ = true;  // nothing is read into these buffers later: no more batches
+        return count;
+      }
+      {
         // Unlinked reads run in order; one that finds the TAP empty leaves a hole (<= 0), and a
         // frame that arrived just after it may fill a later one.
         uring_->Reap([&](uint64_t k, int32_t res) {
@@ -388,7 +409,9 @@ class Tap::Client : public NetClientState {
   static constexpr int kMaxIov = 64;
   std::unique_ptr<IoUring> uring_;
   absl::Mutex batch_mu_;  // one transmit batch at a time
-  std::thread::id batch_owner_;
+  std::atomic<std::thread::id> batch_owner_{};
+  bool uring_broken_ = false;
+  std::atomic<bool> dead_{false};
   struct TxSlot {
     iovec iov[kMaxIov + 1];
   };

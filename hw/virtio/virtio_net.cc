@@ -28,7 +28,9 @@ constexpr uint64_t kNeedVnetHdr = kGuestOffloads | Bit(VIRTIO_NET_F_CSUM) |
 
 constexpr size_t kEthHeader = 14;
 constexpr uint64_t kMaxTxFrame = 65535 + 14 + 4;  // a 64 KiB GSO frame and its Ethernet header
-constexpr size_t kMaxCtrlPayload = 8 + 2 * (4 + 6 * VirtIONet::kMacTableEntries) + 64;
+// Control payloads are copied out of the ring: bounded (a MAC table larger than the device's
+// still fits, so its overflow flags can be set).
+constexpr size_t kMaxCtrlPayload = 65536;
 constexpr size_t kMaxIov = 256;
 
 // Copies `len` bytes to/from an iovec list at `offset`.
@@ -74,7 +76,6 @@ class VirtIONet::Nic : public net::NetClientState {
  public:
   Nic(VirtIONet* dev, size_t pair, std::string name)
       : NetClientState("nic", std::move(name)), dev_(dev), pair_(pair) {}
-  ~Nic() override { Disconnect(); }
   bool CanReceive() override { return dev_->CanReceive(pair_); }
   ssize_t ReceiveIov(const iovec* iov, int n) override { return dev_->Receive(pair_, iov, n); }
   ssize_t ReceiveDirect(FillFn fill) override { return dev_->ReceiveDirect(pair_, fill); }
@@ -253,9 +254,17 @@ absl::Status VirtIONet::Realize() {
 
 void VirtIONet::Unrealize() {
   alive_->store(false);
-  // Off the backend first (frames queued either way are purged), then let posted work drain.
-  for (Pair& p : pairs_) p.nc->Disconnect();
-  if (loop_ != nullptr) loop_->RunAndWait([] {});
+  // Stop the data path (vCPU kicks are ignored from here on), then leave the backend from its
+  // loop, where it cannot be receiving, and let posted work drain.
+  VirtioReset();
+  if (loop_ != nullptr) {
+    loop_->RunAndWait([this] {
+      for (Pair& p : pairs_) p.nc->Disconnect();
+    });
+    loop_->RunAndWait([] {});
+  } else {
+    for (Pair& p : pairs_) p.nc->Disconnect();
+  }
   VirtIODevice::Unrealize();
   pairs_.clear();
   if (netdev_ != nullptr) netdev_->Release();
@@ -410,6 +419,9 @@ void VirtIONet::Stop() {
   for (Pair& p : pairs_) {
     p.tx_waiting = false;
     p.nc->PurgeIncoming();
+    // Our frames still waiting at the backend were sent before the reset: drop them (without
+    // calling us back, we hold the lock) rather than send them with a stale header layout.
+    p.nc->DropQueuedAtPeer();
   }
 }
 
@@ -524,13 +536,21 @@ void VirtIONet::FlushTx(size_t pair) {
   bool more = false;
   // The backend may batch the frames (one system call); their buffers stay the guest's until the
   // batch ends, so it ends before every publication of used buffers.
-  p.nc->BeginSendBatch();
+  // (The peer is read once: Begin and End go to the same client.)
+  net::NetClientState* const peer = p.nc->peer();
+  auto begin = [peer] {
+    if (peer != nullptr) peer->ReceiveBatchBegin();
+  };
+  auto end = [peer] {
+    if (peer != nullptr) peer->ReceiveBatchEnd();
+  };
+  begin();
   for (;;) {
-    if (done >= 64) {
-      p.nc->EndSendBatch();
+    if (done >= kTxHeaders) {
+      end();
       vq->Flush(done);
       done = 0;
-      p.nc->BeginSendBatch();
+      begin();
     }
     if (sent >= tx_burst_) {
       more = true;
@@ -538,7 +558,7 @@ void VirtIONet::FlushTx(size_t pair) {
     }
     const PopResult r = vq->Pop(&e);
     if (r == PopResult::kBroken) {
-      p.nc->EndSendBatch();
+      end();
       vq->Flush(done);
       MarkNeedsReset(absl::StrCat("transmit queue ", 2 * pair + 1, ": ", vq->broken_reason()));
       return;
@@ -571,10 +591,13 @@ void VirtIONet::FlushTx(size_t pair) {
     }
     iov.clear();
     if (host_hdr_len_ == static_cast<int>(hlen)) {
-      iov = e.out;  // header and frame as the guest wrote them
-    } else {
-      AppendIov(e.out, hlen, &iov);  // the backend takes no header: strip it
+      // The header we validated, not the guest's copy (which it may rewrite meanwhile), then the
+      // frame from guest memory.
+      uint8_t* h = p.tx_hdrs[done].data();
+      std::memcpy(h, hdr, hlen);
+      iov.push_back({h, hlen});
     }
+    AppendIov(e.out, hlen, &iov);  // a backend without headers gets the frame alone
     const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
     vq->Fill(e, 0, done++);
     tx_frames_->Add(1);
@@ -585,7 +608,7 @@ void VirtIONet::FlushTx(size_t pair) {
       break;
     }
   }
-  p.nc->EndSendBatch();
+  end();
   vq->Flush(done);
   NotifyQueue(static_cast<uint16_t>(2 * pair + 1));
   if (more && !p.tx_scheduled) {
@@ -807,10 +830,17 @@ ssize_t VirtIONet::ReceiveDirect(size_t pair, net::NetClientState::FillFn fill) 
     target = &p.rx_target;
   }
   const int niov = static_cast<int>(std::min(target->size(), kMaxIov));
+  const uint64_t capacity = net::IovSize(target->data(), niov);
   const ssize_t got = fill(target->data(), niov);
   if (got <= 0) {
     UndoRx(vq, elems, count);
     return 0;
+  }
+  if (static_cast<uint64_t>(got) > capacity) {
+    // The backend's frame was bigger than the buffers (a TAP truncates and says nothing).
+    UndoRx(vq, elems, count);
+    counters().Increment("rx_truncated");
+    return got;
   }
   if (static_cast<uint64_t>(got) < h + kEthHeader) {
     UndoRx(vq, elems, count);
@@ -872,6 +902,7 @@ ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max,
   }
   if (count == 0) return net::NetClientState::kNoDirect;
   net::NetClientState::BufferSet sets[64];
+  uint64_t capacity[64];
   for (int k = 0; k < count; ++k) {
     std::vector<iovec>& t = p.batch_target[k];
     if (h == 0) {
@@ -881,6 +912,7 @@ ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max,
       t = p.batch_elems[k].in;
     }
     sets[k] = {t.data(), static_cast<int>(std::min(t.size(), kMaxIov))};
+    capacity[k] = net::IovSize(sets[k].iov, sets[k].n);
   }
   ssize_t lens[64];
   const int filled = std::clamp(fill(sets, count, lens), 0, count);
@@ -889,6 +921,10 @@ ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max,
   for (int i = 0; i < filled; ++i) {
     const std::vector<iovec>& src = p.batch_elems[i].in;
     if (lens[i] <= 0) continue;  // no frame in this set
+    if (static_cast<uint64_t>(lens[i]) > capacity[i]) {
+      counters().Increment("rx_truncated");
+      continue;
+    }
     if (lens[i] < static_cast<ssize_t>(h + kEthHeader)) {
       counters().Increment("rx_bad_frame");
       continue;

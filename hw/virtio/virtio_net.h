@@ -101,6 +101,8 @@ class VirtIONet : public VirtIODevice {
     std::vector<iovec> rx_iov, rx_target;
     VirtQueueElement tx_elem;
     std::vector<iovec> tx_iov;
+    // Validated copies of the headers of the frames in the current transmit batch.
+    std::array<std::array<uint8_t, 12>, 64> tx_hdrs;
     // Receive completions filled but not yet published (direct receives batch them).
     uint16_t rx_unflushed = 0;
     // Batched direct receive: one element per buffer set.
@@ -112,6 +114,7 @@ class VirtIONet : public VirtIODevice {
   void FlushRx(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DirectBatchEnd(size_t pair);
   static constexpr uint16_t kRxBatch = 32;
+  static constexpr uint16_t kTxHeaders = 64;  // frames per transmit batch
 
   // Receive side (from the backend's loop).
   bool CanReceive(size_t pair);

@@ -3,6 +3,7 @@
 // link status, and the "virtio-net data path" and "Control virtqueue" rows of HOSTILE_INPUTS.md.
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "bus/virtio/virtio_uapi.h"
 #include "gmock/gmock.h"
@@ -508,6 +509,60 @@ TEST_F(VirtioNetTest, HotUnplugWhileTrafficFlows) {
   // The backend survives and can serve a new NIC.
   auto again = m_->DeviceAdd("virtio-net-pci,id=nic1,netdev=n0");
   ASSERT_TRUE(again.ok()) << again.status();
+}
+
+}  // namespace
+}  // namespace vdev::virtio
+
+namespace vdev::virtio {
+namespace {
+
+// Two NICs on one hub transmitting at the same time (each from its own "vCPU" thread): frames
+// cross over, and neither device waits on the other's lock.
+TEST(VirtioNetHubTest, TwoNicsOnAHubExchangeFramesConcurrently) {
+  auto m = *Machine::Create("pc");
+  ASSERT_TRUE(m->ObjectAdd("netdev", "hubport,id=p0,hubid=1").ok());
+  ASSERT_TRUE(m->ObjectAdd("netdev", "hubport,id=p1,hubid=1").ok());
+  ASSERT_TRUE(m->DeviceAdd("virtio-net-pci,id=a,netdev=p0,mac=52:54:00:00:00:0a,addr=4").ok());
+  ASSERT_TRUE(m->DeviceAdd("virtio-net-pci,id=b,netdev=p1,mac=52:54:00:00:00:0b,addr=5").ok());
+  PciGuest guest(m->io_space(), m->memory_space(), PciGuest::Mechanism::kPortIo, 0xb0000000,
+                 &pci::I440FXPciHost::RouteIntx);
+  const auto& fns = guest.Enumerate();
+  std::vector<const PciGuest::Function*> nics;
+  for (const auto& f : fns) {
+    if (f.vendor == 0x1af4 && f.device == 0x1041) nics.push_back(&f);
+  }
+  ASSERT_EQ(nics.size(), 2u);
+  std::vector<std::unique_ptr<VirtioPciDriver>> pci;
+  std::vector<std::unique_ptr<VirtioNetDriver>> drv;
+  for (int i = 0; i < 2; ++i) {
+    pci.push_back(std::make_unique<VirtioPciDriver>(guest, *nics[i], m->memory_space(),
+                                                    m->io_space(), m->guest_memory()));
+    ASSERT_TRUE(pci[i]->Probe());
+    drv.push_back(std::make_unique<VirtioNetDriver>(*pci[i], m->guest_memory(),
+                                                    GuestAddr(0x1000000 + i * 0x2000000)));
+    ASSERT_TRUE(drv[i]->Init(kVersion1 | Bit(VIRTIO_NET_F_MRG_RXBUF)));
+    drv[i]->FillRx(0, 256);
+  }
+  constexpr int kFrames = 300;
+  const Mac macs[2] = {{0x52, 0x54, 0, 0, 0, 0x0a}, {0x52, 0x54, 0, 0, 0, 0x0b}};
+  std::vector<std::thread> vcpus;
+  for (int i = 0; i < 2; ++i) {
+    vcpus.emplace_back([&, i] {
+      for (int k = 0; k < kFrames; ++k) {
+        while (!drv[i]->Send(0, testing::EthFrame(macs[1 - i], macs[i], 0x88b5, Payload(80, k)))) {
+          drv[i]->ReclaimTx(0);
+        }
+      }
+      drv[i]->WaitTx(0, kWait);
+    });
+  }
+  for (auto& t : vcpus) t.join();
+  // Each side got the other's frames (the receivers keep refilling their buffers).
+  for (int i = 0; i < 2; ++i) {
+    auto got = drv[i]->WaitRx(0, kFrames, kWait);
+    EXPECT_EQ(got.size(), static_cast<size_t>(kFrames)) << "nic " << i;
+  }
 }
 
 }  // namespace
