@@ -230,6 +230,8 @@ TEST_F(FilterDumpTest, HubportFramesBothWays) {
     std::vector<uint8_t> frame = MakeFrame(i, 64 + i);
     ASSERT_GT((i % 2 ? other : nic_).SendFrame(frame), 0);
     expected.push_back(std::move(frame));
+    // The hub fans out from the loop: wait for this frame before sending the next.
+    ASSERT_TRUE((i % 2 ? nic_ : other).WaitFrames(i / 2 + 1, absl::Seconds(5)));
   }
   EXPECT_EQ(other.frames(),
             (std::vector<std::vector<uint8_t>>{expected[0], expected[2], expected[4]}));
