@@ -157,15 +157,11 @@ class VirtioNetTapTest : public ::testing::Test {
     ASSERT_EQ(Shell(Ns(absl::StrCat("ip link set ", ifname_, " up"))), 0);
     Shell(Ns("ip link set lo up"));
 
-    guest_ =
-        std::make_unique<PciGuest>(m_->io_space(), m_->memory_space(), PciGuest::Mechanism::kPortIo,
-                                   0xb0000000, &pci::I440FXPciHost::RouteIntx);
-    guest_->Enumerate();
-    fn_ = guest_->Find(0x1af4, proxy_->device_id());
-    ASSERT_NE(fn_, nullptr);
-    pci_ = std::make_unique<VirtioPciDriver>(*guest_, *fn_, m_->memory_space(), m_->io_space(),
-                                             m_->guest_memory());
-    ASSERT_TRUE(pci_->Probe());
+    testing::PcVirtioFunction f;
+    ASSERT_TRUE(testing::ProbePcVirtio(*m_, proxy_->device_id(), &f));
+    guest_ = std::move(f.guest);
+    fn_ = f.fn;
+    pci_ = std::move(f.driver);
     drv_ = std::make_unique<VirtioNetDriver>(*pci_, m_->guest_memory(), GuestAddr(0x1000000));
   }
 

@@ -59,15 +59,11 @@ class VirtioNetTest : public ::testing::Test {
     auto d = m_->DeviceAdd(device);
     ASSERT_TRUE(d.ok()) << d.status();
     proxy_ = static_cast<VirtIONetPCI*>(*d);
-    guest_ =
-        std::make_unique<PciGuest>(m_->io_space(), m_->memory_space(), PciGuest::Mechanism::kPortIo,
-                                   0xb0000000, &pci::I440FXPciHost::RouteIntx);
-    guest_->Enumerate();
-    fn_ = guest_->Find(0x1af4, proxy_->device_id());
-    ASSERT_NE(fn_, nullptr);
-    pci_ = std::make_unique<VirtioPciDriver>(*guest_, *fn_, m_->memory_space(), m_->io_space(),
-                                             m_->guest_memory(), mode);
-    ASSERT_TRUE(pci_->Probe());
+    testing::PcVirtioFunction f;
+    ASSERT_TRUE(testing::ProbePcVirtio(*m_, proxy_->device_id(), &f, mode));
+    guest_ = std::move(f.guest);
+    fn_ = f.fn;
+    pci_ = std::move(f.driver);
     drv_ = std::make_unique<VirtioNetDriver>(*pci_, m_->guest_memory(), GuestAddr(0x1000000));
   }
   void Standard(uint64_t extra = 0, const std::string& netdev_opts = "",

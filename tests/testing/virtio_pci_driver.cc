@@ -2,6 +2,8 @@
 
 #include <linux/virtio_pci.h>
 
+#include "bus/pci/i440fx.h"
+
 #include "bus/pci/pci_regs.h"
 #include "bus/virtio/virtio_uapi.h"
 
@@ -171,6 +173,19 @@ uint64_t VirtioPciDriver::DeviceConfigRead(uint32_t off, unsigned size) {
     return LegacyRead((msix ? 24 : 20) + off, size);
   }
   return mem_.ReadValue(Addr(VIRTIO_PCI_CAP_DEVICE_CFG) + off, size);
+}
+
+bool ProbePcVirtio(Machine& m, uint16_t device_id, PcVirtioFunction* out,
+                   VirtioPciDriver::Mode mode) {
+  out->guest = std::make_unique<PciGuest>(m.io_space(), m.memory_space(),
+                                          PciGuest::Mechanism::kPortIo, 0xb0000000,
+                                          &pci::I440FXPciHost::RouteIntx);
+  out->guest->Enumerate();
+  out->fn = out->guest->Find(0x1af4, device_id);
+  if (out->fn == nullptr) return false;
+  out->driver = std::make_unique<VirtioPciDriver>(*out->guest, *out->fn, m.memory_space(),
+                                                  m.io_space(), m.guest_memory(), mode);
+  return out->driver->Probe();
 }
 
 }  // namespace vdev::testing

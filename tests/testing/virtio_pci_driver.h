@@ -21,6 +21,7 @@
 #include <optional>
 
 #include "core/guest_memory.h"
+#include "core/machine.h"
 #include "core/memory.h"
 #include "tests/testing/pci_guest.h"
 #include "tests/testing/virtio_ring.h"
@@ -80,6 +81,17 @@ class VirtioPciDriver {
   uint32_t notify_multiplier_ = 0;
   std::map<uint16_t, std::unique_ptr<GuestVring>> rings_;
 };
+
+// A virtio-pci function of a `pc` machine as the software guest sees it: the bus enumerated over
+// CF8/CFC with PIIX interrupt routing, the function 1af4:`device_id` found, its driver probed.
+struct PcVirtioFunction {
+  std::unique_ptr<PciGuest> guest;
+  const PciGuest::Function* fn = nullptr;
+  std::unique_ptr<VirtioPciDriver> driver;
+};
+// False (with what is known filled in) when the function is missing or the probe fails.
+bool ProbePcVirtio(Machine& m, uint16_t device_id, PcVirtioFunction* out,
+                   VirtioPciDriver::Mode mode = VirtioPciDriver::Mode::kModern);
 
 }  // namespace vdev::testing
 
