@@ -1,0 +1,94 @@
+// Internals shared by the parts of virtio-net (virtio_net.cc, virtio_net_rx.cc,
+// virtio_net_ctrl.cc). Not for use outside hw/virtio.
+#ifndef VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_
+#define VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "bus/virtio/virtio_uapi.h"
+#include "hw/virtio/virtio_net.h"
+#include "net/virtio_net_uapi.h"
+
+namespace vdev::virtio {
+namespace net_internal {
+
+constexpr uint64_t Bit(unsigned b) { return uint64_t{1} << b; }
+
+// Offload features the guest can switch with CTRL_GUEST_OFFLOADS_SET.
+constexpr uint64_t kGuestOffloads = Bit(VIRTIO_NET_F_GUEST_CSUM) | Bit(VIRTIO_NET_F_GUEST_TSO4) |
+                                    Bit(VIRTIO_NET_F_GUEST_TSO6) | Bit(VIRTIO_NET_F_GUEST_ECN) |
+                                    Bit(VIRTIO_NET_F_GUEST_UFO);
+// Everything that needs the backend to carry a virtio-net header.
+constexpr uint64_t kNeedVnetHdr = kGuestOffloads | Bit(VIRTIO_NET_F_CSUM) |
+                                  Bit(VIRTIO_NET_F_HOST_TSO4) | Bit(VIRTIO_NET_F_HOST_TSO6) |
+                                  Bit(VIRTIO_NET_F_HOST_ECN) | Bit(VIRTIO_NET_F_HOST_UFO) |
+                                  Bit(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS);
+
+constexpr size_t kEthHeader = 14;
+constexpr uint64_t kMaxTxFrame = 65535 + 14 + 4;  // a 64 KiB GSO frame and its Ethernet header
+// Control payloads are copied out of the ring: bounded (a MAC table larger than the device's
+// still fits, so its overflow flags can be set).
+constexpr size_t kMaxCtrlPayload = 65536;
+constexpr size_t kMaxIov = 256;
+
+// Copies `len` bytes to/from an iovec list at `offset`.
+inline size_t CopyToIov(const std::vector<iovec>& iov, size_t offset, const void* src, size_t len) {
+  size_t done = 0;
+  for (const iovec& v : iov) {
+    if (done == len) break;
+    if (offset >= v.iov_len) {
+      offset -= v.iov_len;
+      continue;
+    }
+    const size_t chunk = std::min(v.iov_len - offset, len - done);
+    std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, static_cast<const uint8_t*>(src) + done,
+                chunk);
+    done += chunk;
+    offset = 0;
+  }
+  return done;
+}
+
+inline size_t CopyFromIov(const std::vector<iovec>& iov, size_t offset, void* dst, size_t len) {
+  return net::IovToBuf(iov.data(), static_cast<int>(iov.size()), offset, dst, len);
+}
+
+// Appends the part of `in` from `offset` on to `out`.
+inline void AppendIov(const std::vector<iovec>& in, size_t offset, std::vector<iovec>* out) {
+  for (const iovec& v : in) {
+    if (offset >= v.iov_len) {
+      offset -= v.iov_len;
+      continue;
+    }
+    out->push_back({static_cast<uint8_t*>(v.iov_base) + offset, v.iov_len - offset});
+    offset = 0;
+  }
+}
+
+}  // namespace net_internal
+
+// The NIC side of one queue pair.
+class VirtIONet::Nic : public net::NetClientState {
+ public:
+  Nic(VirtIONet* dev, size_t pair, std::string name)
+      : NetClientState("nic", std::move(name)), dev_(dev), pair_(pair) {}
+  bool CanReceive() override { return dev_->CanReceive(pair_); }
+  ssize_t ReceiveIov(const iovec* iov, int n) override { return dev_->Receive(pair_, iov, n); }
+  ssize_t ReceiveDirect(FillFn fill) override { return dev_->ReceiveDirect(pair_, fill); }
+  ssize_t ReceiveDirectBatch(int max, BatchFillFn fill) override {
+    return dev_->ReceiveDirectBatch(pair_, max, fill);
+  }
+  void LinkStatusChanged() override { dev_->LinkChanged(); }
+  void DirectBatchEnd() override { dev_->DirectBatchEnd(pair_); }
+  void PeerReady() override {}
+
+ private:
+  VirtIONet* dev_;
+  const size_t pair_;
+};
+
+}  // namespace vdev::virtio
+
+#endif  // VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_
