@@ -1,5 +1,8 @@
 #include "apps/vdev/cli.h"
 
+#include <algorithm>
+#include <functional>
+
 #include <fstream>
 #include <optional>
 #include <ostream>
@@ -17,6 +20,7 @@
 #include "core/machine.h"
 #include "core/options.h"
 #include "core/plugin.h"
+#include "apps/vdev/serve_qemu.h"
 
 namespace vdev::cli {
 namespace {
@@ -35,7 +39,10 @@ constexpr char kUsage[] =
     "options)\n"
     "  --print qtree|qom-tree|qom-dot|types|plugins|pci|mtree\n"
     "  --dump-dtb FILE                 write the machine's device tree (machines that have one)\n"
-    "  --version, -h/--help\n";
+    "  --version, -h/--help\n"
+    "\n"
+    "       vdev serve-qemu [options above] -- qemu-system-x86_64 [args with @FD:<device id>@]\n"
+    "Serves the named PCI devices to QEMU through x-pci-proxy-dev (docs/serve-qemu.md).\n";
 
 struct Arg {
   std::string option;  // without dashes: "device", "print"...
@@ -55,7 +62,30 @@ std::string Implied(const std::string& option) {
 
 }  // namespace
 
+namespace {
+int RunWith(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+            const std::function<int(Machine&)>& then);
+}  // namespace
+
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (!args.empty() && args[0] == "serve-qemu") {
+    auto sep = std::find(args.begin() + 1, args.end(), std::string("--"));
+    if (sep == args.end()) {
+      err << "vdev: serve-qemu: expects 'vdev serve-qemu [vdev options] -- qemu-system-x86_64 "
+             "[args]'\n";
+      return 1;
+    }
+    std::vector<std::string> vdev_args(args.begin() + 1, sep);
+    std::vector<std::string> qemu_args(sep + 1, args.end());
+    return RunWith(vdev_args, out, err,
+                   [&](Machine& m) { return ServeQemu(m, qemu_args, err); });
+  }
+  return RunWith(args, out, err, nullptr);
+}
+
+namespace {
+int RunWith(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+            const std::function<int(Machine&)>& then) {
   auto fail = [&](absl::string_view where, absl::string_view msg) {
     err << "vdev: " << where << (where.empty() ? "" : ": ") << msg << "\n";
     return 1;
@@ -147,6 +177,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     if (!dev.ok()) return fail(absl::StrCat("-device ", a.value), dev.status().message());
   }
   m.Done();
+  if (then) return then(m);
 
   for (const Arg& a : parsed) {
     if (a.option != "dump-dtb") continue;
@@ -191,5 +222,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
   return 0;
 }
+
+}  // namespace
 
 }  // namespace vdev::cli
