@@ -202,7 +202,11 @@ void VirtIODevice::SetStatus(uint8_t s) {
   const bool order_ok =
       (!(next & kDriver) || (next & kAcknowledge)) && (!(next & kFeaturesOk) || (next & kDriver)) &&
       (!(next & kDriverOk) || ((next & kDriver) && (legacy_ || (next & kFeaturesOk))));
-  if (!order_ok) {
+  if (!order_ok && legacy_) {
+    // Legacy drivers in the field skip steps (iPXE writes DRIVER | DRIVER_OK straight after the
+    // reset); legacy devices, QEMU's included, take the write. Counted, not refused.
+    counters().Increment("legacy_status_order");
+  } else if (!order_ok) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_status", "%s: status 0x%x skips a step (was 0x%x)",
                          DisplayName(), s, old);
     return;
