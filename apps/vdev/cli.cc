@@ -78,7 +78,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     std::vector<std::string> vdev_args(args.begin() + 1, sep);
     std::vector<std::string> qemu_args(sep + 1, args.end());
     return RunWith(vdev_args, out, err,
-                   [&](Machine& m) { return ServeQemu(m, qemu_args, err); });
+                   [&](Machine& m) { return ServeQemu(m, qemu_args, out, err); });
   }
   return RunWith(args, out, err, nullptr);
 }

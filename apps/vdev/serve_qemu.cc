@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bus/pci/pci_device.h"
 #include "hw/remote/pci_proxy_server.h"
+#include "hw/virtio/virtio_pci.h"
 
 namespace vdev::cli {
 namespace {
@@ -38,7 +39,17 @@ struct Served {
 
 }  // namespace
 
-int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostream& err) {
+// "name=value" for the non-zero counters.
+std::string Summary(const Counters& c) {
+  std::string out;
+  for (const auto& [name, value] : c.Snapshot()) {
+    if (value != 0) absl::StrAppend(&out, out.empty() ? "" : " ", name, "=", value);
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostream& out,
+              std::ostream& err) {
   auto fail = [&](const std::string& msg) {
     err << "vdev: serve-qemu: " << msg << "\n";
     return 1;
@@ -119,6 +130,17 @@ int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostrea
     shutdown(s->server->sock(), SHUT_RDWR);
     s->thread.join();
   }
+  // What went through each device.
+  for (auto& s : served) {
+    DeviceState* d = m.FindDevice(s->id);
+    out << "served " << s->id << ": " << Summary(s->server->counters()) << "\n";
+    if (d != nullptr) out << "  " << d->DisplayName() << ": " << Summary(d->counters()) << "\n";
+    if (auto* proxy = qom::DynamicCast<virtio::VirtIOPCIProxy>(d); proxy && proxy->vdev()) {
+      out << "  " << proxy->vdev()->type_name() << ": " << Summary(proxy->vdev()->counters())
+          << "\n";
+    }
+  }
+  out.flush();
   if (failed) return fail(first_error);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) {

@@ -18,7 +18,9 @@
 
 namespace vdev::cli {
 
-int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostream& err);
+// Prints what went through each served device to `out` once QEMU is gone.
+int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostream& out,
+              std::ostream& err);
 
 }  // namespace vdev::cli
 

@@ -169,6 +169,8 @@ absl::Status VirtIONet::Realize() {
   tx_frames_ = counters().Get("tx_frames");
   rx_frames_ = counters().Get("rx_frames");
   rx_filtered_ = counters().Get("rx_filtered");
+  tx_bytes_ = counters().Get("tx_bytes");
+  rx_bytes_ = counters().Get("rx_bytes");
   for (size_t i = 0; i < npairs; ++i) {
     AddQueue(rx_queue_size_);
     AddQueue(tx_queue_size_);
@@ -538,6 +540,7 @@ void VirtIONet::FlushTx(size_t pair) {
     const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
     vq->Fill(e, 0, done++);
     tx_frames_->Add(1);
+    tx_bytes_->Add(frame_len);
     if (ret == 0) {
       // Queued at the backend: hold the queue until it took the frame.
       p.tx_waiting = true;

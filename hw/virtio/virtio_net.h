@@ -182,6 +182,8 @@ class VirtIONet : public VirtIODevice {
   Counter* tx_frames_ = nullptr;
   Counter* rx_frames_ = nullptr;
   Counter* rx_filtered_ = nullptr;
+  Counter* tx_bytes_ = nullptr;  // frame bytes, without the virtio-net header
+  Counter* rx_bytes_ = nullptr;
 
   // Guest-visible state.
   qom::MacAddress mac_ ABSL_GUARDED_BY(mu_);

@@ -184,6 +184,7 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   }
   CompleteRx(pair, vq, elems, count, total);
   rx_frames_->Add(1);
+  rx_bytes_->Add(size - h);
   return static_cast<ssize_t>(size);
 }
 
@@ -249,6 +250,7 @@ ssize_t VirtIONet::ReceiveDirect(size_t pair, net::NetClientState::FillFn fill) 
   }
   CompleteRx(pair, vq, elems, count, guest_hdr_len_ + frame_len, /*batch=*/true);
   rx_frames_->Add(1);
+  rx_bytes_->Add(frame_len);
   return got;
 }
 
@@ -341,6 +343,7 @@ ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max,
     }
     vq->Fill(p.batch_elems[out], static_cast<uint32_t>(total),
              static_cast<uint16_t>(p.rx_unflushed + out));
+    rx_bytes_->Add(frame_len);
     ++out;
   }
   for (int k = count; k > out; --k) vq->Unpop(p.batch_elems[k - 1]);
