@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/base/fd_passing.h"
 
 namespace vdev::remote {
 namespace {
@@ -182,36 +183,15 @@ absl::StatusOr<MpqemuMessage> ParseMpqemuMessage(absl::Span<const uint8_t> heade
 
 absl::StatusOr<MpqemuMessage> ReadMpqemuMessage(int sock) {
   uint8_t header[kMpqemuHeaderSize];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMpqemuMaxFds)];
-  iovec iov{header, sizeof(header)};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return ErrnoToStatus(errno, "recvmsg");
-  // Own every fd that came, whatever happens next.
-  std::vector<UniqueFd> fds;
-  bool bad_control = (msg.msg_flags & MSG_CTRUNC) != 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
-      bad_control = true;
-      continue;
-    }
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      fds.emplace_back(fd);
-    }
-  }
+  // Every fd that came is owned from here on, whatever happens next.
+  absl::StatusOr<Received> got = ReceiveWithFds(sock, header, sizeof(header));
+  if (!got.ok()) return got.status();
+  std::vector<UniqueFd> fds = std::move(got->fds);
+  const bool bad_control = got->bad_control;
+  const size_t n = got->bytes;
   if (n == 0) return absl::NotFoundError("mpqemu: the peer closed the connection");
   if (bad_control) return Bad("truncated or foreign control message");
-  if (static_cast<size_t>(n) < sizeof(header)) {
+  if (n < sizeof(header)) {
     if (absl::Status s = ReadFull(sock, header + n, sizeof(header) - n); !s.ok()) return s;
   }
   const uint64_t size = Get<uint64_t>(absl::MakeConstSpan(header, sizeof(header)), 8);
@@ -234,26 +214,9 @@ absl::Status SendMpqemuRaw(int sock, int32_t cmd, absl::Span<const uint8_t> payl
   std::memcpy(header, &cmd, 4);
   std::memcpy(header + 8, &size, 8);
   iovec iov[2] = {{header, sizeof(header)}, {const_cast<uint8_t*>(payload.data()), payload.size()}};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMpqemuMaxFds)] = {};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = payload.empty() ? 1 : 2;
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  const size_t total = sizeof(header) + payload.size();
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return ErrnoToStatus(errno, "sendmsg");
-  if (static_cast<size_t>(n) != total) return Bad("short send");
+  absl::StatusOr<size_t> n = SendWithFds(sock, iov, payload.empty() ? 1 : 2, fds);
+  if (!n.ok()) return n.status();
+  if (*n != sizeof(header) + payload.size()) return Bad("short send");
   return absl::OkStatus();
 }
 

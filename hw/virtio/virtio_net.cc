@@ -12,16 +12,6 @@
 #include "core/machine.h"
 
 namespace vdev::virtio {
-using net_internal::AppendIov;
-using net_internal::Bit;
-using net_internal::CopyFromIov;
-using net_internal::CopyToIov;
-using net_internal::kEthHeader;
-using net_internal::kGuestOffloads;
-using net_internal::kMaxCtrlPayload;
-using net_internal::kMaxIov;
-using net_internal::kMaxTxFrame;
-using net_internal::kNeedVnetHdr;
 namespace {
 
 std::atomic<uint32_t> next_default_mac{0};

@@ -12,7 +12,6 @@
 #include "net/virtio_net_uapi.h"
 
 namespace vdev::virtio {
-namespace net_internal {
 
 constexpr uint64_t Bit(unsigned b) { return uint64_t{1} << b; }
 
@@ -67,7 +66,6 @@ inline void AppendIov(const std::vector<iovec>& in, size_t offset, std::vector<i
   }
 }
 
-}  // namespace net_internal
 
 // The NIC side of one queue pair.
 class VirtIONet::Nic : public net::NetClientState {

@@ -9,16 +9,6 @@
 #include "hw/virtio/virtio_net_internal.h"
 
 namespace vdev::virtio {
-using net_internal::AppendIov;
-using net_internal::Bit;
-using net_internal::CopyFromIov;
-using net_internal::CopyToIov;
-using net_internal::kEthHeader;
-using net_internal::kGuestOffloads;
-using net_internal::kMaxCtrlPayload;
-using net_internal::kMaxIov;
-using net_internal::kMaxTxFrame;
-using net_internal::kNeedVnetHdr;
 
 bool VirtIONet::RxReady(size_t pair) {
   return running() && pair < curr_pairs_ && dma_allowed() &&

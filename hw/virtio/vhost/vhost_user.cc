@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "core/base/fd_passing.h"
 
 namespace vdev::vhost {
 namespace {
@@ -101,35 +102,16 @@ absl::StatusOr<VhostUserMessage> ReadVhostUserMessage(int sock, absl::Duration t
   const absl::Time deadline = absl::Now() + timeout;
   if (absl::Status s = WaitReadable(sock, deadline); !s.ok()) return s;
   uint8_t header[kHeaderSize];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{header, sizeof(header)};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return ErrnoToStatus(errno, "recvmsg");
+  // Every fd that came is owned from here on, whatever happens next.
+  absl::StatusOr<Received> got = ReceiveWithFds(sock, header, sizeof(header), MSG_DONTWAIT);
+  if (!got.ok()) return got.status();
   VhostUserMessage m;
-  bool bad_control = (msg.msg_flags & MSG_CTRUNC) != 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
-      bad_control = true;
-      continue;
-    }
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      m.fds.emplace_back(fd);
-    }
-  }
+  m.fds = std::move(got->fds);
+  const bool bad_control = got->bad_control;
+  const size_t n = got->bytes;
   if (n == 0) return absl::UnavailableError("vhost-user: the backend closed the connection");
   if (bad_control) return Bad("truncated or foreign control message");
-  if (static_cast<size_t>(n) < kHeaderSize) {
+  if (n < kHeaderSize) {
     if (absl::Status s = ReadFull(sock, header + n, kHeaderSize - n, deadline); !s.ok()) return s;
   }
   uint32_t size;
@@ -155,25 +137,9 @@ absl::Status SendVhostUserMessage(int sock, uint32_t request, uint32_t flags,
   std::memcpy(header + 4, &flags, 4);
   std::memcpy(header + 8, &size, 4);
   iovec iov[2] = {{header, sizeof(header)}, {const_cast<uint8_t*>(payload.data()), payload.size()}};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = payload.empty() ? 1 : 2;
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return ErrnoToStatus(errno, "sendmsg");
-  if (static_cast<size_t>(n) != sizeof(header) + payload.size()) return Bad("short send");
+  absl::StatusOr<size_t> n = SendWithFds(sock, iov, payload.empty() ? 1 : 2, fds);
+  if (!n.ok()) return n.status();
+  if (*n != sizeof(header) + payload.size()) return Bad("short send");
   return absl::OkStatus();
 }
 
