@@ -4,7 +4,6 @@
 //   input[0] % 9   how many memfds ride on the first sendmsg
 //   input[1..8]    their sizes, in pages
 //   input[9..]     the stream
-#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,22 +14,12 @@
 #include <vector>
 
 #include "hw/remote/mpqemu.h"
+#include "tests/testing/open_fds.h"
 
-namespace {
-
-int OpenFds() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  while (readdir(d) != nullptr) ++n;
-  closedir(d);
-  return n;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 9 + 16 || size > 65536) return 0;
-  const int before = OpenFds();
+  const int before = vdev::testing::OpenFdCount();
   {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 0;
@@ -81,6 +70,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!m.ok()) break;
     }
   }
-  if (OpenFds() != before) abort();  // an fd from the peer was leaked
+  if (vdev::testing::OpenFdCount() != before) abort();  // an fd from the peer was leaked
   return 0;
 }

@@ -4,7 +4,6 @@
 // it, SET_IRQFD, DEVICE_RESET; and the hostile rows: unknown commands, wrong sizes, wrong fd
 // counts (every fd closed), regions past the end of their fd, overlapping or wrapping regions,
 // config accesses past the space, a peer that hangs up.
-#include <dirent.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -15,6 +14,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/open_fds.h"
 #include "hw/misc/edu.h"
 #include "hw/remote/mpqemu.h"
 #include "hw/remote/pci_proxy_server.h"
@@ -23,14 +23,8 @@ namespace vdev::remote {
 namespace {
 
 using ::testing::HasSubstr;
+using ::vdev::testing::OpenFdCount;
 
-int OpenFdCount() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  while (readdir(d) != nullptr) ++n;
-  closedir(d);
-  return n;
-}
 
 std::vector<uint8_t> CfgPayload(uint32_t addr, uint32_t val, int32_t len) {
   std::vector<uint8_t> p(12);

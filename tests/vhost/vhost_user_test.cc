@@ -3,7 +3,6 @@
 // mapped from the fds), and the hostile rows for replies: wrong request, missing REPLY flag, wrong
 // version, wrong size, unexpected fds (closed), a bogus ring base, a silent backend (timeout) and a
 // backend that hangs up.
-#include <dirent.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -15,20 +14,15 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/open_fds.h"
 #include "hw/virtio/vhost/vhost_user.h"
 
 namespace vdev::vhost {
 namespace {
 
 using ::testing::HasSubstr;
+using ::vdev::testing::OpenFdCount;
 
-int OpenFdCount() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  while (readdir(d) != nullptr) ++n;
-  closedir(d);
-  return n;
-}
 
 std::vector<uint8_t> U64(uint64_t v) {
   std::vector<uint8_t> p(8);
