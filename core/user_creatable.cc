@@ -24,11 +24,6 @@ const ObjectGroup& ObjectGroupFor(absl::string_view option) {
 
 VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{
     .name = UserCreatable::kTypeName, .parent = "interface", .abstract = true}));
-// The base of the -chardev group; backends derive from it. (The -netdev group's base, "netdev",
-// is net::Netdev.)
-VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{.name = "chardev",
-                                       .parent = qom::Object::kTypeName,
-                                       .abstract = true,
-                                       .interfaces = {UserCreatable::kTypeName}}));
+// The -chardev group's base is vdev::Chardev (core/chardev.h); the -netdev group's, net::Netdev.
 
 }  // namespace vdev

@@ -47,6 +47,7 @@ absl::Status VirtIODevice::Realize() {
   host_features_ = DeviceFeatures() | (uint64_t{1} << VIRTIO_F_VERSION_1);
   if (indirect_desc_) host_features_ |= uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC;
   if (event_idx_) host_features_ |= uint64_t{1} << VIRTIO_RING_F_EVENT_IDX;
+  host_features_ = FilterFeatures(host_features_);
   absl::MutexLock l(&mu_);
   config_.assign(config_size(), 0);
   return absl::OkStatus();

@@ -132,6 +132,9 @@ class VirtIODevice : public DeviceState {
 
   // Device-specific offered features (the base adds VERSION_1, INDIRECT_DESC, EVENT_IDX).
   virtual uint64_t DeviceFeatures() const { return 0; }
+  // The final say on the offered features, after the base added its ring features (a device
+  // whose data plane is elsewhere removes what that data plane lacks).
+  virtual uint64_t FilterFeatures(uint64_t offered) const { return offered; }
   // Whether the accepted features are consistent (dependencies between bits). Empty = fine;
   // otherwise the reason FEATURES_OK is refused.
   virtual std::string CheckFeatures(uint64_t features) const { return ""; }
@@ -160,6 +163,7 @@ class VirtIODevice : public DeviceState {
   }
   // Whether the device may touch guest memory now (bus mastering on).
   bool dma_allowed() const { return DmaMemory() != nullptr; }
+  const GuestMemory* dma_memory() const { return DmaMemory(); }
 
   mutable absl::Mutex mu_;
 

@@ -91,6 +91,11 @@ void VirtQueue::SetRingPositions(uint16_t last_avail, uint16_t used) {
   signalled_used_valid_ = false;
 }
 
+uint16_t VirtQueue::ReadUsedIdx() {
+  if (!Fresh()) return used_idx_;
+  return __atomic_load_n(reinterpret_cast<uint16_t*>(used_host_ + 2), __ATOMIC_ACQUIRE);
+}
+
 PopResult VirtQueue::Break(std::string reason) {
   if (!broken_) {
     broken_ = true;

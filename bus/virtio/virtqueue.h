@@ -118,6 +118,9 @@ class VirtQueue {
   uint16_t used_idx() const { return used_idx_; }
   // Ring positions, for handing a running queue over (vhost) and back.
   void SetRingPositions(uint16_t last_avail, uint16_t used);
+  // The used index as the ring in guest memory holds it (where another data plane got to);
+  // used_idx() when the ring cannot be read.
+  uint16_t ReadUsedIdx();
 
  private:
   struct Desc {

@@ -143,6 +143,7 @@ absl::Status VirtIONet::Realize() {
       has_ufo_ = has_ufo_ && netdev_->queue(i)->HasUfo();
     }
     has_ufo_ = has_ufo_ && has_vnet_hdr_;
+    RealizeVhost();
   }
   if (mac_prop_ == qom::MacAddress{}) {
     // QEMU's default: 52:54:00:12:34:56, the next NIC :57, ...
@@ -152,6 +153,7 @@ absl::Status VirtIONet::Realize() {
   }
   num_pairs_ = npairs;
   if (absl::Status s = VirtIODevice::Realize(); !s.ok()) {
+    UnrealizeVhost();
     if (netdev_ != nullptr) netdev_->Release();
     return s;
   }
@@ -186,6 +188,7 @@ void VirtIONet::Unrealize() {
   // Stop the data path (vCPU kicks are ignored from here on), then leave the backend from its
   // loop, where it cannot be receiving, and let posted work drain.
   VirtioReset();
+  UnrealizeVhost();
   if (loop_ != nullptr) {
     loop_->RunAndWait([this] {
       for (Pair& p : pairs_) p.nc->Disconnect();
@@ -233,6 +236,10 @@ uint64_t VirtIONet::DeviceFeatures() const {
   // Offloads only when the backend takes headers (the frames would be lost otherwise).
   if (!PeerHasVnetHdr()) f &= ~kNeedVnetHdr;
   if (!PeerHasUfo()) f &= ~(Bit(VIRTIO_NET_F_HOST_UFO) | Bit(VIRTIO_NET_F_GUEST_UFO));
+  return DropOrphans(f);
+}
+
+uint64_t VirtIONet::DropOrphans(uint64_t f) {
   // Dependencies (§5.1.3.1): what lacks its prerequisite is not offered.
   if (!(f & Bit(VIRTIO_NET_F_CSUM))) {
     f &= ~(Bit(VIRTIO_NET_F_HOST_TSO4) | Bit(VIRTIO_NET_F_HOST_TSO6) | Bit(VIRTIO_NET_F_HOST_UFO));
@@ -304,6 +311,7 @@ void VirtIONet::WriteConfig(uint32_t offset, uint32_t value, int size) {
 }
 
 void VirtIONet::ResetState() {
+  if (vhost_ != nullptr && vhost_dev_ != nullptr) (void)vhost_->ResetDevice();
   mac_ = mac_prop_;
   const bool up = pairs_.empty() || !pairs_[0].nc->link_down();
   net_status_ = up ? VIRTIO_NET_S_LINK_UP : 0;
@@ -340,9 +348,11 @@ void VirtIONet::Start() {
   ApplyOffloads(f & kGuestOffloads);
   SetQueuePairs(1);
   for (size_t i = 0; i < pairs_.size(); ++i) ScheduleRxFlush(i);
+  StartVhost();
 }
 
 void VirtIONet::Stop() {
+  StopVhost();
   // As QEMU: frames waiting for a stopped device are dropped (their senders resume).
   for (size_t i = 0; i < pairs_.size(); ++i) FlushRx(i);
   for (Pair& p : pairs_) {
@@ -370,6 +380,7 @@ void VirtIONet::ApplyOffloads(uint64_t offloads) {
 
 void VirtIONet::SetQueuePairs(size_t n) {
   curr_pairs_ = n;
+  VhostSetPairs(n);
   for (size_t i = 0; i < pairs_.size(); ++i) {
     if (net::NetClientState* peer = pairs_[i].nc->peer(); peer != nullptr) {
       peer->SetQueueEnabled(i < n);
@@ -404,6 +415,7 @@ void VirtIONet::HandleQueue(uint16_t index) {
     HandleCtrl(queue(index));
     return;
   }
+  if (VhostKick(index)) return;
   const size_t pair = index / 2;
   if (pair >= curr_pairs_) {
     VDEV_LOG_GUEST_ERROR(counters(), "inactive_queue_notify",

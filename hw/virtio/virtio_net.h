@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "bus/virtio/virtio_device.h"
+#include "hw/virtio/vhost/vhost_dev.h"
 #include "hw/virtio/virtio_pci.h"
 #include "net/net.h"
 #include "net/netdev.h"
@@ -80,6 +81,9 @@ class VirtIONet : public VirtIODevice {
   absl::Status Realize() override;
   void Unrealize() override;
   uint64_t DeviceFeatures() const override;
+  uint64_t FilterFeatures(uint64_t offered) const override;
+  // Removes offered features whose prerequisites are not offered.
+  static uint64_t DropOrphans(uint64_t features);
   std::string CheckFeatures(uint64_t features) const override;
   void UpdateConfig(uint8_t* config) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteConfig(uint32_t offset, uint32_t value, int size) override
@@ -151,6 +155,19 @@ class VirtIONet : public VirtIODevice {
   void ApplyOffloads(uint64_t offloads) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void LinkChanged();
+
+  // vhost (virtio_net_vhost.cc): the data queues are served by the backend's data plane.
+  class VhostGlue;
+  // At realize: whether the netdev is a vhost backend; its features.
+  void RealizeVhost();
+  void UnrealizeVhost();
+  void StartVhost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopVhost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void VhostSetPairs(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A kick for a data queue: to the backend. True when the queue is the backend's.
+  bool VhostKick(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void VhostBackendDown();
+  void VhostBackendUp();
   bool PeerHasVnetHdr() const;
   bool PeerHasUfo() const;
 
@@ -176,6 +193,12 @@ class VirtIONet : public VirtIODevice {
   bool has_vnet_hdr_ = false;  // fixed at realize: the backend takes headers
   bool has_ufo_ = false;
   uint8_t duplex_value_ = 0xff;
+  // vhost: fixed at realize.
+  vhost::VhostBackend* vhost_ = nullptr;
+  uint64_t vhost_features_ = 0;
+  std::unique_ptr<VhostGlue> vhost_glue_;
+  std::unique_ptr<vhost::VhostDev> vhost_dev_ ABSL_GUARDED_BY(mu_);
+  bool vhost_up_ ABSL_GUARDED_BY(mu_) = true;  // the backend is connected
   // Stops posted work from touching the device once it is being unrealized.
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   // Hot counters.

@@ -87,6 +87,17 @@ class VirtIONet::Nic : public net::NetClientState {
   const size_t pair_;
 };
 
+// Hears about a vhost backend going away and coming back.
+class VirtIONet::VhostGlue : public vhost::VhostListener {
+ public:
+  explicit VhostGlue(VirtIONet* dev) : dev_(dev) {}
+  void BackendDown() override { dev_->VhostBackendDown(); }
+  void BackendUp() override { dev_->VhostBackendUp(); }
+
+ private:
+  VirtIONet* dev_;
+};
+
 }  // namespace vdev::virtio
 
 #endif  // VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_

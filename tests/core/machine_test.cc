@@ -290,8 +290,8 @@ TEST_F(MachineTest, ObjectAddErrorsLeaveNothing) {
 TEST_F(MachineTest, NetdevAndChardevGroupsNameTheMissingBackend) {
   EXPECT_EQ(machine_->ObjectAdd("netdev", "user,id=n0").status().message(),
             "Parameter 'type' expects a netdev backend type, got 'user'");
-  EXPECT_EQ(machine_->ObjectAdd("chardev", "socket,id=c0,path=/tmp/x").status().message(),
-            "Parameter 'backend' expects a chardev backend type, got 'socket'");
+  EXPECT_EQ(machine_->ObjectAdd("chardev", "pty,id=c0").status().message(),
+            "Parameter 'backend' expects a chardev backend type, got 'pty'");
 }
 
 TEST(MachineCreateTest, DefaultAndUnknownMachines) {

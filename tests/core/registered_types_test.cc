@@ -19,6 +19,7 @@ constexpr const char* kBuiltinTypes[] = {
     "iothread",
     "netdev",
     "chardev",
+    "chardev-socket",
     "System",
     "sys-bus-device",
     "machine",
@@ -45,6 +46,7 @@ constexpr const char* kBuiltinTypes[] = {
     "virtio-mmio",
     "virtio-net-device",
     "virtio-net-pci",
+    "netdev-vhost-user",
     // net
     "netdev-tap",
     "netdev-dgram",

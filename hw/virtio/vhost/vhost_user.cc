@@ -207,6 +207,8 @@ absl::Status VhostUserClient::SetU64(VhostUserRequest request, uint64_t value) {
 
 absl::Status VhostUserClient::SetOwner() { return Send(VhostUserRequest::kSetOwner, {}); }
 
+absl::Status VhostUserClient::Request(VhostUserRequest request) { return Send(request, {}); }
+
 absl::Status VhostUserClient::SetMemTable(const GuestMemory& mem) {
   std::vector<uint8_t> p;
   std::vector<int> fds;
@@ -274,6 +276,28 @@ absl::Status VhostUserClient::SetVringEnable(uint32_t index, bool enable) {
   Put(p, index);
   Put<uint32_t>(p, enable ? 1 : 0);
   return Send(VhostUserRequest::kSetVringEnable, p);
+}
+
+namespace {
+std::vector<uint8_t> EncodeMemReg(const GuestRamRegion& r) {
+  std::vector<uint8_t> p;
+  Put<uint64_t>(p, 0);  // padding
+  Put<uint64_t>(p, r.gpa.value());
+  Put<uint64_t>(p, r.size);
+  Put<uint64_t>(p, reinterpret_cast<uint64_t>(r.host));
+  Put<uint64_t>(p, r.fd_offset);
+  return p;
+}
+}  // namespace
+
+absl::Status VhostUserClient::AddMemReg(const GuestRamRegion& region) {
+  if (region.fd < 0) return Bad(absl::StrCat("memory region '", region.name, "' has no fd to share"));
+  const int fds[1] = {region.fd};
+  return Send(VhostUserRequest::kAddMemReg, EncodeMemReg(region), fds);
+}
+
+absl::Status VhostUserClient::RemMemReg(const GuestRamRegion& region) {
+  return Send(VhostUserRequest::kRemMemReg, EncodeMemReg(region));
 }
 
 }  // namespace vdev::vhost

@@ -54,6 +54,8 @@ enum class VhostUserRequest : uint32_t {
   kNetSetMtu = 20,
   kResetDevice = 34,
   kGetMaxMemSlots = 36,
+  kAddMemReg = 37,
+  kRemMemReg = 38,
 };
 
 // Protocol feature bits (VHOST_USER_PROTOCOL_F_*).
@@ -114,6 +116,8 @@ class VhostUserClient {
   // SET_FEATURES / SET_PROTOCOL_FEATURES / NET_SET_MTU ...: a u64 argument.
   absl::Status SetU64(VhostUserRequest request, uint64_t value);
   absl::Status SetOwner();
+  // A request without payload (RESET_DEVICE, RESET_OWNER).
+  absl::Status Request(VhostUserRequest request);
   absl::Status SetMemTable(const GuestMemory& mem);
   absl::Status SetVringNum(uint32_t index, uint32_t num);
   absl::Status SetVringBase(uint32_t index, uint32_t base);
@@ -123,6 +127,10 @@ class VhostUserClient {
   // SET_VRING_KICK / CALL / ERR with an eventfd (or -1: polling, the "no fd" bit).
   absl::Status SetVringFd(VhostUserRequest request, uint32_t index, int fd);
   absl::Status SetVringEnable(uint32_t index, bool enable);
+  // CONFIGURE_MEM_SLOTS: ADD_MEM_REG / REM_MEM_REG for one fd-backed region of guest RAM
+  // ({u64 padding; u64 gpa, size, userspace addr, mmap offset}, and the region's fd to add).
+  absl::Status AddMemReg(const GuestRamRegion& region);
+  absl::Status RemMemReg(const GuestRamRegion& region);
 
   // With REPLY_ACK negotiated, every set-request asks for an ack and fails on a non-zero one.
   void set_reply_ack(bool on) { reply_ack_ = on; }

@@ -1,0 +1,310 @@
+#include "hw/virtio/vhost/vhost_user_netdev.h"
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "core/base/logging.h"
+#include "core/base/status_macros.h"
+#include "qom/property.h"
+
+namespace vdev::vhost {
+namespace {
+
+constexpr absl::Duration kFirstBackoff = absl::Milliseconds(50);
+constexpr absl::Duration kDefaultMaxBackoff = absl::Seconds(1);
+constexpr absl::Duration kServerWait = absl::Seconds(30);
+constexpr uint64_t kWantedProtocol =
+    (uint64_t{1} << kProtocolMq) | (uint64_t{1} << kProtocolReplyAck) |
+    (uint64_t{1} << kProtocolMtu) | (uint64_t{1} << kProtocolResetDevice) |
+    (uint64_t{1} << kProtocolConfigureMemSlots);
+
+bool ConnectionLost(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded ||
+         // A send on a socket the backend closed.
+         (s.code() != absl::StatusCode::kOk && absl::StrContains(s.message(), "Broken pipe")) ||
+         (s.code() != absl::StatusCode::kOk &&
+          absl::StrContains(s.message(), "Connection reset"));
+}
+
+}  // namespace
+
+// The NIC's peer for one queue pair. Frames never pass through it (the backend moves them); it
+// carries the link state and the pairing.
+class VhostUserNetdev::Client : public net::NetClientState {
+ public:
+  explicit Client(std::string name) : NetClientState("vhost-user", std::move(name)) {}
+  ssize_t ReceiveIov(const iovec* iov, int n) override { return -1; }
+};
+
+void VhostUserNetdev::ClassInit(qom::ObjectClass& k) {
+  k.description = "a vhost-user backend process serves the NIC's rings (DPDK, OVS-DPDK)";
+  k.AddProperty(qom::LinkProp("chardev", &VhostUserNetdev::chardev_,
+                              "the socket chardev to the backend (-chardev socket,id=...)"));
+  k.AddProperty(qom::Prop("queues", &VhostUserNetdev::queues_, uint32_t{1},
+                          "number of queue pairs (1..256; more than 1 needs the backend's MQ)"));
+}
+
+VhostUserNetdev::~VhostUserNetdev() {
+  alive_->store(false);
+  if (!clients_.empty()) {
+    OnLoop([this] {
+      hup_watch_.Reset();
+      accept_watch_.Reset();
+      reconnect_timer_.Reset();
+    });
+  }
+  if (chardev_ != nullptr) chardev_->Release();
+}
+
+absl::Status VhostUserNetdev::Complete() {
+  const std::string who = absl::StrCat("vhost-user '", name(), "'");
+  if (chardev_ == nullptr) return absl::InvalidArgumentError(absl::StrCat(who, ": chardev is required"));
+  if (queues_ < 1 || queues_ > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(who, ": queues must be 1..256, got ", queues_));
+  }
+  if (!chardev_->Claim()) {
+    ChardevSocket* c = std::exchange(chardev_, nullptr);
+    return absl::FailedPreconditionError(
+        absl::StrCat(who, ": chardev '", c->name(), "' is already in use"));
+  }
+  VDEV_ASSIGN_OR_RETURN(UniqueFd sock, chardev_->Open(kServerWait));
+  absl::StatusOr<VhostUserClient> c = Handshake(std::move(sock));
+  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(who, ": ", c.status().message()));
+  (void)loop();
+  for (uint32_t q = 0; q < queues_; ++q) {
+    clients_.push_back(
+        std::make_unique<Client>(queues_ == 1 ? name() : absl::StrCat(name(), ".", q)));
+  }
+  absl::Status s = absl::OkStatus();
+  OnLoop([&] {
+    auto t = loop().AddTimer([this] { TryReconnect(); });
+    if (!t.ok()) {
+      s = t.status();
+      return;
+    }
+    reconnect_timer_ = std::move(*t);
+    Adopt(std::move(*c));
+  });
+  return s;
+}
+
+absl::StatusOr<VhostUserClient> VhostUserNetdev::Handshake(UniqueFd sock) {
+  VhostUserClient c(std::move(sock));
+  VDEV_ASSIGN_OR_RETURN(uint64_t features, c.GetU64(VhostUserRequest::kGetFeatures));
+  uint64_t protocol = 0;
+  if (features >> kVirtioProtocolFeatures & 1) {
+    VDEV_ASSIGN_OR_RETURN(uint64_t offered, c.GetU64(VhostUserRequest::kGetProtocolFeatures));
+    protocol = offered & kWantedProtocol;
+    VDEV_RETURN_IF_ERROR(c.SetU64(VhostUserRequest::kSetProtocolFeatures, protocol));
+    c.set_reply_ack(protocol >> kProtocolReplyAck & 1);
+  }
+  if (protocol >> kProtocolMq & 1) {
+    VDEV_ASSIGN_OR_RETURN(uint64_t pairs, c.GetU64(VhostUserRequest::kGetQueueNum));
+    if (pairs < queues_) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the backend serves %u queue pairs, queues=%u asks for more", pairs, queues_));
+    }
+  } else if (queues_ > 1) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("queues=%u needs the backend's MQ protocol feature", queues_));
+  }
+  if (protocol >> kProtocolConfigureMemSlots & 1) {
+    VDEV_ASSIGN_OR_RETURN(uint64_t slots, c.GetU64(VhostUserRequest::kGetMaxMemSlots));
+    if (slots == 0 || slots > 512) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("vhost-user: GET_MAX_MEM_SLOTS answered %u", slots));
+    }
+  }
+  VDEV_RETURN_IF_ERROR(c.SetOwner());
+  absl::MutexLock l(&mu_);
+  features_ = features;
+  protocol_ = protocol;
+  return c;
+}
+
+void VhostUserNetdev::Adopt(VhostUserClient c) {
+  const int fd = c.fd();
+  {
+    absl::MutexLock l(&mu_);
+    client_.emplace(std::move(c));
+    ++connects_;
+    disconnect_posted_ = false;
+  }
+  backoff_ = kFirstBackoff;
+  accept_watch_.Reset();
+  // Only hang-ups wake us: replies are read by whoever made the request.
+  auto w = loop().WatchFd(fd, EPOLLRDHUP, [this](uint32_t revents) {
+    if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) Disconnected();
+  });
+  if (w.ok()) hup_watch_ = std::move(*w);
+}
+
+void VhostUserNetdev::Disconnected() {
+  VhostListener* listener;
+  {
+    absl::MutexLock l(&mu_);
+    if (!client_.has_value()) return;
+    client_.reset();
+    listener = listener_;
+  }
+  hup_watch_.Reset();
+  VDEV_LOG(kWarning, "vhost-user '%s': the backend went away; link down, reconnecting", name());
+  SetLinkDown(true);
+  if (listener != nullptr) listener->BackendDown();
+  backoff_ = kFirstBackoff;
+  if (chardev_->server()) {
+    // Wait for the backend to connect again.
+    auto w = loop().WatchFd(chardev_->listen_fd(), EPOLLIN, [this](uint32_t) { TryReconnect(); });
+    if (w.ok()) accept_watch_ = std::move(*w);
+  } else {
+    reconnect_timer_.Arm(backoff_);
+  }
+}
+
+void VhostUserNetdev::TryReconnect() {
+  absl::StatusOr<UniqueFd> sock = chardev_->Open(absl::ZeroDuration());
+  absl::StatusOr<VhostUserClient> c =
+      sock.ok() ? Handshake(std::move(*sock)) : absl::StatusOr<VhostUserClient>(sock.status());
+  if (!c.ok()) {
+    if (!chardev_->server()) {
+      const absl::Duration cap =
+          chardev_->reconnect() > 0 ? absl::Seconds(chardev_->reconnect()) : kDefaultMaxBackoff;
+      backoff_ = std::min(backoff_ * 2, cap);
+      reconnect_timer_.Arm(backoff_);
+    }
+    return;
+  }
+  Adopt(std::move(*c));
+  VhostListener* listener;
+  {
+    absl::MutexLock l(&mu_);
+    listener = listener_;
+  }
+  VDEV_LOG(kInfo, "vhost-user '%s': the backend is back", name());
+  if (listener != nullptr) listener->BackendUp();
+  SetLinkDown(false);
+}
+
+void VhostUserNetdev::SetLinkDown(bool down) {
+  for (auto& c : clients_) c->SetLinkDown(down);
+}
+
+uint64_t VhostUserNetdev::features() const {
+  absl::MutexLock l(&mu_);
+  return features_;
+}
+
+uint64_t VhostUserNetdev::protocol_features() const {
+  absl::MutexLock l(&mu_);
+  return protocol_;
+}
+
+bool VhostUserNetdev::connected() const {
+  absl::MutexLock l(&mu_);
+  return client_.has_value();
+}
+
+uint64_t VhostUserNetdev::connects() const {
+  absl::MutexLock l(&mu_);
+  return connects_;
+}
+
+void VhostUserNetdev::SetListener(VhostListener* listener) {
+  absl::MutexLock l(&mu_);
+  listener_ = listener;
+}
+
+absl::Status VhostUserNetdev::Op(const std::function<absl::Status(VhostUserClient&)>& op) {
+  absl::MutexLock l(&mu_);
+  if (!client_.has_value()) {
+    return absl::UnavailableError(absl::StrCat("vhost-user '", name(), "': no backend connected"));
+  }
+  absl::Status s = op(*client_);
+  if (!s.ok() && ConnectionLost(s) && !disconnect_posted_) {
+    disconnect_posted_ = true;
+    loop().Post([this, alive = alive_] {
+      if (alive->load()) Disconnected();
+    });
+  }
+  return s;
+}
+
+absl::Status VhostUserNetdev::SetMtu(uint16_t mtu) {
+  if (!(protocol_features() >> kProtocolMtu & 1)) return absl::OkStatus();
+  return Op([mtu](VhostUserClient& c) { return c.SetU64(VhostUserRequest::kNetSetMtu, mtu); });
+}
+
+absl::Status VhostUserNetdev::ResetDevice() {
+  if (!(protocol_features() >> kProtocolResetDevice & 1)) return absl::OkStatus();
+  return Op([](VhostUserClient& c) { return c.Request(VhostUserRequest::kResetDevice); });
+}
+
+absl::Status VhostUserNetdev::SetFeatures(uint64_t features) {
+  // The backend needs PROTOCOL_FEATURES acked to keep the protocol features it agreed to.
+  const uint64_t with = features | (this->features() & (uint64_t{1} << kVirtioProtocolFeatures));
+  return Op([with](VhostUserClient& c) { return c.SetU64(VhostUserRequest::kSetFeatures, with); });
+}
+
+absl::Status VhostUserNetdev::SetMemTable(const GuestMemory& mem) {
+  if (!(protocol_features() >> kProtocolConfigureMemSlots & 1)) {
+    return Op([&mem](VhostUserClient& c) { return c.SetMemTable(mem); });
+  }
+  return Op([&mem](VhostUserClient& c) {
+    for (const GuestRamRegion& r : mem.regions()) VDEV_RETURN_IF_ERROR(c.AddMemReg(r));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status VhostUserNetdev::SetVringNum(uint32_t index, uint32_t num) {
+  return Op([=](VhostUserClient& c) { return c.SetVringNum(index, num); });
+}
+
+absl::Status VhostUserNetdev::SetVringBase(uint32_t index, uint32_t base) {
+  return Op([=](VhostUserClient& c) { return c.SetVringBase(index, base); });
+}
+
+absl::Status VhostUserNetdev::SetVringAddr(uint32_t index, const VringAddr& a) {
+  return Op([=](VhostUserClient& c) { return c.SetVringAddr(index, a.desc, a.used, a.avail); });
+}
+
+absl::Status VhostUserNetdev::SetVringKick(uint32_t index, int fd) {
+  return Op([=](VhostUserClient& c) {
+    return c.SetVringFd(VhostUserRequest::kSetVringKick, index, fd);
+  });
+}
+
+absl::Status VhostUserNetdev::SetVringCall(uint32_t index, int fd) {
+  return Op([=](VhostUserClient& c) {
+    return c.SetVringFd(VhostUserRequest::kSetVringCall, index, fd);
+  });
+}
+
+absl::Status VhostUserNetdev::SetVringErr(uint32_t index, int fd) {
+  return Op([=](VhostUserClient& c) {
+    return c.SetVringFd(VhostUserRequest::kSetVringErr, index, fd);
+  });
+}
+
+absl::Status VhostUserNetdev::SetVringEnable(uint32_t index, bool enable) {
+  // Without PROTOCOL_FEATURES rings start enabled and SET_VRING_ENABLE does not exist.
+  if (!(features() >> kVirtioProtocolFeatures & 1)) return absl::OkStatus();
+  return Op([=](VhostUserClient& c) { return c.SetVringEnable(index, enable); });
+}
+
+absl::StatusOr<uint32_t> VhostUserNetdev::GetVringBase(uint32_t index) {
+  uint32_t base = 0;
+  VDEV_RETURN_IF_ERROR(Op([&](VhostUserClient& c) {
+    VDEV_ASSIGN_OR_RETURN(base, c.GetVringBase(index));
+    return absl::OkStatus();
+  }));
+  return base;
+}
+
+VDEV_REGISTER_TYPE(VhostUserNetdev);
+
+}  // namespace vdev::vhost
