@@ -6,6 +6,10 @@
 //                            AF_PACKET socket, drained by the device) vs raw read of the same burst
 //   loop-tx-64               device overhead alone: the guest through virtio-net-pci into the
 //                            `loopback` netdev vs the same guest loop on a bare virtqueue
+//   vhost-user-64            64-byte frames/s from the software guest through virtio-net-pci with
+//                            -netdev vhost-user into DPDK testpmd (rxonly) vs DPDK's own virtio
+//                            driver (net_virtio_user, txonly) into the same testpmd; both figures
+//                            are the receiving testpmd's best Rx-pps second
 //
 // Prints `BENCH <case> frames_per_s=<v> baseline=<v> ratio=<v>` per case. Each side runs
 // `--rounds` times alternately; the best round of each counts (the machine is shared and noisy).
@@ -29,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -37,6 +42,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "bus/pci/i440fx.h"
 #include "bus/virtio/virtio_uapi.h"
 #include "bus/virtio/virtqueue.h"
@@ -44,6 +50,7 @@
 #include "hw/virtio/virtio_net.h"
 #include "net/tap.h"
 #include "net/virtio_net_uapi.h"
+#include "tests/testing/dpdk_testpmd.h"
 #include "tests/testing/pci_guest.h"
 #include "tests/testing/virtio_pci_driver.h"
 #include "tests/testing/virtio_ring.h"
@@ -88,8 +95,14 @@ std::vector<uint8_t> Frame(size_t size) {
 // buffer, so recycling a buffer is publishing its descriptor again.
 class Guest {
  public:
-  bool Build(const std::string& netdev, uint64_t features) {
+  bool Build(const std::string& netdev, uint64_t features, const std::string& chardev = "") {
     m_ = *Machine::Create("pc");
+    if (!chardev.empty()) {
+      if (auto c = m_->ObjectAdd("chardev", chardev); !c.ok()) {
+        fprintf(stderr, "net_bench: %s\n", std::string(c.status().message()).c_str());
+        return false;
+      }
+    }
     auto nd = m_->ObjectAdd("netdev", netdev);
     if (!nd.ok()) {
       fprintf(stderr, "net_bench: %s\n", std::string(nd.status().message()).c_str());
@@ -410,6 +423,82 @@ void LoopTx() {
   Report("loop-tx-64", best_ours, best_base);
 }
 
+// The receiving testpmd prints Rx-pps once a second: the best second after the first.
+double BestRxPps(const std::string& log) {
+  double best = 0;
+  int seen = 0;
+  for (size_t at = log.find("Rx-pps:"); at != std::string::npos; at = log.find("Rx-pps:", at + 1)) {
+    const double v = std::strtod(log.c_str() + at + 7, nullptr);
+    if (++seen > 1) best = std::max(best, v);
+  }
+  return best;
+}
+
+void VhostUser64() {
+  if (!testing::TestPmd::Available()) {
+    fprintf(stderr, "net_bench: vhost-user-64 skipped: %s\n", testing::TestPmd::kMissing);
+    return;
+  }
+  char tmpl[] = "/tmp/vdev-vhbench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return;
+  const std::string dir = tmpl;
+  const std::string sock = dir + "/vhost.sock";
+  // Both frontends run their transmit loop on CPU 1, the backend's forwarding core on CPU 0.
+  cpu_set_t cpu1;
+  CPU_ZERO(&cpu1);
+  CPU_SET(1, &cpu1);
+  const double secs = std::max(3.0, seconds * 6);
+  double best_ours = 0, best_base = 0;
+  for (int r = 0; r < rounds; ++r) {
+    {
+      auto backend = testing::TestPmd::StartVhostBackend(sock, "rxonly", false, "0@1,1@0");
+      if (!backend.ok()) {
+        fprintf(stderr, "net_bench: vhost-user-64: %s\n", backend.status().ToString().c_str());
+        break;
+      }
+      uint64_t sent = 0;
+      double own_rate = 0;
+      std::thread guest([&] {
+        sched_setaffinity(0, sizeof(cpu1), &cpu1);
+        Guest g;
+        if (!g.Build("vhost-user,id=n0,chardev=c0", kFeatures,
+                     "socket,id=c0,path=" + sock)) {
+          return;
+        }
+        g.PrepareTx(Frame(64));
+        const auto t0 = Clock::now();
+        while (Seconds(t0, Clock::now()) < secs) {
+          g.Transmit(256 * 64);
+          sent += 256 * 64;
+        }
+        own_rate = sent / Seconds(t0, Clock::now());
+      });
+      guest.join();
+      absl::SleepFor(absl::Milliseconds(1100));
+      (*backend)->Stop();
+      const double ours = BestRxPps((*backend)->Log());
+      fprintf(stderr, "net_bench: vhost-user-64 round %d: ours %.0f (guest-side %.0f)\n", r, ours,
+              own_rate);
+      best_ours = std::max(best_ours, ours);
+    }
+    {
+      auto backend = testing::TestPmd::StartVhostBackend(sock, "rxonly", false, "0@1,1@0");
+      if (!backend.ok()) break;
+      auto driver = testing::TestPmd::StartVirtioUser(sock, "txonly", 64, "0@0,1@1");
+      if (!driver.ok()) break;
+      absl::SleepFor(absl::Seconds(secs + 1.5));
+      (*driver)->Stop();
+      absl::SleepFor(absl::Milliseconds(1100));
+      (*backend)->Stop();
+      const double base = BestRxPps((*backend)->Log());
+      fprintf(stderr, "net_bench: vhost-user-64 round %d: DPDK virtio-user %.0f\n", r, base);
+      best_base = std::max(best_base, base);
+    }
+  }
+  std::filesystem::remove_all(dir);
+  if (best_ours > 0 && best_base > 0) Report("vhost-user-64", best_ours, best_base);
+}
+
 }  // namespace
 }  // namespace vdev::bench
 
@@ -433,9 +522,10 @@ int main(int argc, char** argv) {
     else if (c == "tap-rx-64") TapRx(64);
     else if (c == "tap-rx-1500") TapRx(1500);
     else if (c == "loop-tx-64") LoopTx();
+    else if (c == "vhost-user-64") VhostUser64();
     else {
       fprintf(stderr, "net_bench: unknown case '%s' (known: tap-tx-64 tap-tx-1500 tap-rx-64 "
-                      "tap-rx-1500 loop-tx-64)\n", c.c_str());
+                      "tap-rx-1500 loop-tx-64 vhost-user-64)\n", c.c_str());
       return 1;
     }
   }
