@@ -15,9 +15,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "core/base/logging.h"
+#include "core/base/status_macros.h"
 #include "core/io_uring.h"
 #include "net/vhost_net.h"
 
@@ -456,9 +459,9 @@ void Tap::ClassInit(qom::ObjectClass& k) {
   k.AddProperty(qom::Prop("x-uring", &Tap::uring_, true,
                           "batch TAP reads and writes with io_uring (with an unlimited sndbuf)"));
   k.AddProperty(qom::EnumProp("vhost", &Tap::vhost_, qom::OnOffAuto::kOff, qom::OnOffAutoNames(),
-                              "vhost-net offload (not available yet)"));
+                              "vhost-net offload: the kernel serves the rings (auto: when /dev/vhost-net opens)"));
   k.AddProperty(qom::Prop("vhostfd", &Tap::vhostfd_, std::string(""),
-                          "an open /dev/vhost-net fd (not available yet)"));
+                          "open /dev/vhost-net fds, one per queue (N[:N...]), taken over"));
 }
 
 Tap::~Tap() {
@@ -482,17 +485,16 @@ absl::Status Tap::Complete() {
           "configure the interface yourself"));
     }
   }
-  if (vhost_ == qom::OnOffAuto::kOn || !vhostfd_.empty()) {
-    // The device first: a machine without it gets the line that says so.
-    if (vhostfd_.empty()) {
-      auto dev = OpenVhostNet();
-      if (!dev.ok()) {
-        return absl::Status(dev.status().code(),
-                            absl::StrCat(ctx, ": vhost=on: ", dev.status().message()));
+  if (queues_ < 1 || queues_ > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(ctx, ": queues must be 1..256, got ", queues_));
+  }
+  if (vhost_ != qom::OnOffAuto::kOff || !vhostfd_.empty()) {
+    if (absl::Status s = OpenVhost(); !s.ok()) {
+      vhost_fds_.clear();
+      if (vhost_ != qom::OnOffAuto::kAuto || !vhostfd_.empty()) {
+        return absl::Status(s.code(), absl::StrCat(ctx, ": vhost=on: ", s.message()));
       }
     }
-    return absl::UnimplementedError(absl::StrCat(
-        ctx, ": vhost=on: the vhost-net data path is not wired into virtio-net yet; use vhost=off"));
   }
   if (queues_ < 1 || queues_ > 256) {
     return absl::InvalidArgumentError(absl::StrCat(ctx, ": queues must be 1..256, got ", queues_));
@@ -524,6 +526,34 @@ absl::Status Tap::Complete() {
     return absl::Status(s.code(), absl::StrCat(ctx, ": ", s.message()));
   }
   return absl::OkStatus();
+}
+
+absl::Status Tap::OpenVhost() {
+  if (vhostfd_.empty()) {
+    // The device first: a machine without it gets the line that says so.
+    for (uint32_t q = 0; q < queues_; ++q) {
+      VDEV_ASSIGN_OR_RETURN(UniqueFd fd, OpenVhostNet());
+      vhost_fds_.push_back(std::move(fd));
+    }
+    return absl::OkStatus();
+  }
+  // vhostfd=N[:N...]: one open /dev/vhost-net fd per queue, taken over.
+  for (absl::string_view part : absl::StrSplit(vhostfd_, ':')) {
+    int n;
+    if (!absl::SimpleAtoi(part, &n) || n < 0 || fcntl(n, F_GETFD) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("vhostfd '", part, "' is not an open fd"));
+    }
+    vhost_fds_.emplace_back(n);
+  }
+  if (vhost_fds_.size() != queues_) {
+    return absl::InvalidArgumentError(absl::StrCat("vhostfd= names ", vhost_fds_.size(),
+                                                   " fds for ", queues_, " queues"));
+  }
+  return absl::OkStatus();
+}
+
+int Tap::vhost_fd(size_t queue) const {
+  return queue < vhost_fds_.size() ? vhost_fds_[queue].get() : -1;
 }
 
 absl::Status Tap::OpenQueues() {

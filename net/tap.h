@@ -5,8 +5,9 @@
 //
 // The interface is opened IFF_TAP | IFF_NO_PI, with IFF_VNET_HDR unless vnet_hdr=off (auto: when
 // the kernel offers it) and IFF_MULTI_QUEUE for queues > 1 (one fd, and one NetClientState, per
-// queue). Helper scripts are not run: script/downscript must be empty or "no". vhost=on is
-// refused until vhost offload exists.
+// queue). Helper scripts are not run: script/downscript must be empty or "no". vhost=on opens one
+// /dev/vhost-net fd per queue (or takes vhostfd=N[:N...]); the NIC then hands its rings to the
+// kernel (hw/virtio/vhost) and this netdev's own reading stays paused while it does.
 //
 // The NIC drives the header: UsingVnetHdr, SetVnetHdrLen (TUNSETVNETHDRSZ, 10 or 12) and
 // SetOffload (TUNSETOFFLOAD) follow the guest's negotiated features. Each fd is non-blocking and
@@ -19,6 +20,7 @@
 #define VDEV_NET_TAP_H_
 
 #include <string>
+#include <vector>
 
 #include "core/base/unique_fd.h"
 #include "net/netdev.h"
@@ -39,10 +41,13 @@ class Tap : public Netdev {
   const std::string& ifname() const { return actual_ifname_; }
   bool vnet_hdr() const { return vnet_hdr_enabled_; }
   int fd(size_t queue) const;
+  // The vhost-net fd of `queue`, or -1 without vhost.
+  int vhost_fd(size_t queue) const;
 
  private:
   class Client;
   absl::Status OpenQueues();
+  absl::Status OpenVhost();
 
   // Properties.
   std::string ifname_;
@@ -56,6 +61,7 @@ class Tap : public Netdev {
   std::string vhostfd_;
   bool uring_ = true;
 
+  std::vector<UniqueFd> vhost_fds_;
   std::string actual_ifname_;
   bool vnet_hdr_enabled_ = false;
   bool multi_queue_ = false;

@@ -143,7 +143,10 @@ absl::Status VirtIONet::Realize() {
       has_ufo_ = has_ufo_ && netdev_->queue(i)->HasUfo();
     }
     has_ufo_ = has_ufo_ && has_vnet_hdr_;
-    RealizeVhost();
+    if (absl::Status s = RealizeVhost(); !s.ok()) {
+      netdev_->Release();
+      return absl::Status(s.code(), absl::StrCat(ctx, ": ", s.message()));
+    }
   }
   if (mac_prop_ == qom::MacAddress{}) {
     // QEMU's default: 52:54:00:12:34:56, the next NIC :57, ...

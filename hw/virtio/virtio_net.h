@@ -158,8 +158,9 @@ class VirtIONet : public VirtIODevice {
 
   // vhost (virtio_net_vhost.cc): the data queues are served by the backend's data plane.
   class VhostGlue;
-  // At realize: whether the netdev is a vhost backend; its features.
-  void RealizeVhost();
+  // At realize: whether the netdev is a vhost backend (vhost-user, or a TAP with vhost-net fds);
+  // its features.
+  absl::Status RealizeVhost();
   void UnrealizeVhost();
   void StartVhost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopVhost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -195,7 +196,9 @@ class VirtIONet : public VirtIODevice {
   uint8_t duplex_value_ = 0xff;
   // vhost: fixed at realize.
   vhost::VhostBackend* vhost_ = nullptr;
+  std::unique_ptr<vhost::VhostBackend> own_vhost_;  // vhost-net over a TAP's fds
   uint64_t vhost_features_ = 0;
+  uint64_t vhost_mask_ = 0;  // the features the backend decides
   std::unique_ptr<VhostGlue> vhost_glue_;
   std::unique_ptr<vhost::VhostDev> vhost_dev_ ABSL_GUARDED_BY(mu_);
   bool vhost_up_ ABSL_GUARDED_BY(mu_) = true;  // the backend is connected

@@ -17,6 +17,8 @@ bool VirtIONet::RxReady(size_t pair) {
 
 bool VirtIONet::CanReceive(size_t pair) {
   absl::MutexLock l(&mu_);
+  // With vhost-net the kernel reads the TAP into the rings; the netdev's own reading stays off.
+  if (vhost_dev_ != nullptr && vhost_dev_->started()) return false;
   return RxReady(pair);
 }
 

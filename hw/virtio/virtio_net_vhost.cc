@@ -3,7 +3,10 @@
 // backend's calls become the rings' interrupts, and on reset (or a backend that goes away) the
 // rings come back with their positions.
 #include "core/base/logging.h"
+#include "core/base/status_macros.h"
+#include "hw/virtio/vhost/vhost_kernel.h"
 #include "hw/virtio/virtio_net_internal.h"
+#include "net/tap.h"
 
 namespace vdev::virtio {
 namespace {
@@ -18,18 +21,38 @@ constexpr uint64_t kVhostFeatures =
     Bit(VIRTIO_NET_F_HOST_UFO) | Bit(VIRTIO_NET_F_MRG_RXBUF) | Bit(VIRTIO_NET_F_MQ) |
     Bit(VIRTIO_RING_F_INDIRECT_DESC) | Bit(VIRTIO_RING_F_EVENT_IDX) | Bit(VIRTIO_F_VERSION_1) |
     Bit(VIRTIO_F_ANY_LAYOUT);
+// What a vhost-net ring implements (QEMU's kernel_feature_bits); the offloads are the TAP's (its
+// vnet header).
+constexpr uint64_t kVhostRingFeatures = Bit(VIRTIO_NET_F_MRG_RXBUF) |
+                                        Bit(VIRTIO_RING_F_INDIRECT_DESC) |
+                                        Bit(VIRTIO_RING_F_EVENT_IDX) | Bit(VIRTIO_F_VERSION_1);
 
 }  // namespace
 
-void VirtIONet::RealizeVhost() {
-  vhost_ = dynamic_cast<vhost::VhostBackend*>(netdev_);
-  if (vhost_ == nullptr) return;
+absl::Status VirtIONet::RealizeVhost() {
+  if (auto* tap = dynamic_cast<net::Tap*>(netdev_); tap != nullptr && tap->vhost_fd(0) >= 0) {
+    std::vector<int> vhost_fds, tap_fds;
+    for (size_t i = 0; i < num_pairs_; ++i) {
+      vhost_fds.push_back(tap->vhost_fd(i));
+      tap_fds.push_back(tap->fd(i));
+    }
+    VDEV_ASSIGN_OR_RETURN(own_vhost_,
+                          vhost::VhostKernelNet::Create(vhost_fds, tap_fds, tap->vnet_hdr()));
+    vhost_ = own_vhost_.get();
+  } else {
+    vhost_ = dynamic_cast<vhost::VhostBackend*>(netdev_);
+  }
+  if (vhost_ == nullptr) return absl::OkStatus();
   vhost_features_ = vhost_->features();
-  // The backend handles virtio-net headers itself; what it offloads is in its features.
-  has_vnet_hdr_ = true;
-  has_ufo_ = true;
+  vhost_mask_ = vhost_->decides_offloads() ? kVhostFeatures : kVhostRingFeatures;
+  if (vhost_->decides_offloads()) {
+    // The backend handles virtio-net headers itself; what it offloads is in its features.
+    has_vnet_hdr_ = true;
+    has_ufo_ = true;
+  }
   vhost_glue_ = std::make_unique<VhostGlue>(this);
   vhost_->SetListener(vhost_glue_.get());
+  return absl::OkStatus();
 }
 
 void VirtIONet::UnrealizeVhost() {
@@ -37,11 +60,13 @@ void VirtIONet::UnrealizeVhost() {
   // Events run on the netdev's loop: once this returns, none is running or will reach us.
   netdev_->loop().RunAndWait([this] { vhost_->SetListener(nullptr); });
   vhost_glue_.reset();
+  vhost_ = nullptr;
+  own_vhost_.reset();
 }
 
 uint64_t VirtIONet::FilterFeatures(uint64_t offered) const {
   if (vhost_ == nullptr) return offered;
-  return DropOrphans(offered & (~kVhostFeatures | vhost_features_));
+  return DropOrphans(offered & (~vhost_mask_ | vhost_features_));
 }
 
 void VirtIONet::StartVhost() {
@@ -67,13 +92,19 @@ void VirtIONet::StartVhost() {
       if (vq->enabled()) rings.push_back({q, vq, -1, p < curr_pairs_});
     }
   }
-  absl::Status s = vhost_dev_->Start(*vhost_, *mem, negotiated() & kVhostFeatures, rings);
+  absl::Status s = vhost_dev_->Start(*vhost_, *mem, negotiated() & vhost_mask_, rings);
   if (s.ok() && host_mtu_ != 0) s = vhost_->SetMtu(host_mtu_);
   if (s.ok()) {
     counters().Increment("vhost_starts");
     return;
   }
   (void)vhost_dev_->Stop(nullptr);
+  if (vhost_->userspace_fallback()) {
+    // Our own data path carries on with the rings where they are.
+    counters().Increment("vhost_fallbacks");
+    VDEV_LOG(kWarning, "%s: vhost: %s; using the userspace data path", DisplayName(), s.message());
+    return;
+  }
   if (!vhost_->connected()) return;  // started again when the backend is back
   // The backend refused the rings: the device cannot go on (a reset retries).
   MarkNeedsReset(absl::StrCat("vhost: ", s.message()));
@@ -100,10 +131,10 @@ void VirtIONet::VhostSetPairs(size_t n) {
 
 bool VirtIONet::VhostKick(uint16_t index) {
   if (vhost_ == nullptr) return false;
-  if (vhost_dev_ == nullptr || !vhost_dev_->Kick(index)) {
-    // The backend is away: the buffers wait in the ring for it.
-    counters().Increment("vhost_kicks_while_down");
-  }
+  if (vhost_dev_ != nullptr && vhost_dev_->Kick(index)) return true;
+  if (vhost_->userspace_fallback()) return false;  // our data path has the rings
+  // The backend is away: the buffers wait in the ring for it.
+  counters().Increment("vhost_kicks_while_down");
   return true;
 }
 
@@ -120,7 +151,7 @@ void VirtIONet::VhostBackendDown() {
 void VirtIONet::VhostBackendUp() {
   absl::MutexLock l(&mu_);
   vhost_up_ = true;
-  const uint64_t lacking = negotiated() & kVhostFeatures & ~vhost_->features();
+  const uint64_t lacking = negotiated() & vhost_mask_ & ~vhost_->features();
   if (running() && lacking != 0) {
     MarkNeedsReset(absl::StrFormat(
         "vhost: the backend came back without features 0x%x the driver uses", lacking));

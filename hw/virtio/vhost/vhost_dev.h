@@ -55,6 +55,12 @@ class VhostBackend {
   // The virtio features the backend offers (as of its last handshake).
   virtual uint64_t features() const = 0;
   virtual bool connected() const { return true; }
+  // Whether the backend's features decide the offloads (vhost-user: the backend handles the
+  // virtio-net header) or the peer's do (vhost-net: the TAP's vnet header).
+  virtual bool decides_offloads() const { return true; }
+  // Whether the device carries on with its own data path when the backend refuses the rings
+  // (vhost-net: the TAP is still there) instead of needing a reset.
+  virtual bool userspace_fallback() const { return false; }
   virtual void SetListener(VhostListener* listener) {}
   // The device's MTU (VIRTIO_NET_F_MTU), for backends that take it.
   virtual absl::Status SetMtu(uint16_t mtu) { return absl::OkStatus(); }
