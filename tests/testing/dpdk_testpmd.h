@@ -3,7 +3,9 @@
 // io / rxonly forwarding) or a frontend (`net_virtio_user0`, DPDK's own virtio driver, in txonly).
 //
 // Each process gets a private runtime directory and file prefix, no hugepages (--no-huge), a
-// small mbuf pool, and its stdout/stderr in a log file; it is killed and reaped on destruction.
+// small mbuf pool, and its stdout/stderr in a log file; it is killed and reaped on destruction,
+// and also when the thread that started it exits (PR_SET_PDEATHSIG): start it from the thread
+// that owns it.
 //
 // Example:
 //   if (!TestPmd::Available()) GTEST_SKIP() << TestPmd::kMissing;

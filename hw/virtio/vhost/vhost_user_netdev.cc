@@ -129,29 +129,32 @@ absl::StatusOr<VhostUserClient> VhostUserNetdev::Handshake(UniqueFd sock) {
 
 void VhostUserNetdev::Adopt(VhostUserClient c) {
   const int fd = c.fd();
+  uint64_t generation;
   {
     absl::MutexLock l(&mu_);
     client_.emplace(std::move(c));
-    ++connects_;
-    disconnect_posted_ = false;
+    generation = ++connects_;
   }
+  down_ = false;
   backoff_ = kFirstBackoff;
   accept_watch_.Reset();
   // Only hang-ups wake us: replies are read by whoever made the request.
-  auto w = loop().WatchFd(fd, EPOLLRDHUP, [this](uint32_t revents) {
-    if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) Disconnected();
+  auto w = loop().WatchFd(fd, EPOLLRDHUP, [this, generation](uint32_t revents) {
+    if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) Disconnected(generation);
   });
   if (w.ok()) hup_watch_ = std::move(*w);
 }
 
-void VhostUserNetdev::Disconnected() {
+void VhostUserNetdev::Disconnected(uint64_t generation) {
   VhostListener* listener;
   {
     absl::MutexLock l(&mu_);
-    if (!client_.has_value()) return;
+    if (generation != connects_) return;  // about an earlier connection
     client_.reset();
     listener = listener_;
   }
+  if (down_) return;
+  down_ = true;
   hup_watch_.Reset();
   VDEV_LOG(kWarning, "vhost-user '%s': the backend went away; link down, reconnecting", name());
   SetLinkDown(true);
@@ -225,10 +228,11 @@ absl::Status VhostUserNetdev::Op(const std::function<absl::Status(VhostUserClien
     return absl::UnavailableError(absl::StrCat("vhost-user '", name(), "': no backend connected"));
   }
   absl::Status s = op(*client_);
-  if (!s.ok() && ConnectionLost(s) && !disconnect_posted_) {
-    disconnect_posted_ = true;
-    loop().Post([this, alive = alive_] {
-      if (alive->load()) Disconnected();
+  if (!s.ok() && ConnectionLost(s)) {
+    // Gone now (connected() says so at once); the rest of the disconnect runs on the loop.
+    client_.reset();
+    loop().Post([this, alive = alive_, generation = connects_] {
+      if (alive->load()) Disconnected(generation);
     });
   }
   return s;

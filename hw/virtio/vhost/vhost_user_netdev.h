@@ -74,8 +74,8 @@ class VhostUserNetdev : public net::Netdev, public VhostBackend {
   absl::StatusOr<VhostUserClient> Handshake(UniqueFd sock);
   // Runs `op` on the connected client; on a dead connection schedules Disconnected().
   absl::Status Op(const std::function<absl::Status(VhostUserClient&)>& op);
-  // On the loop: the backend is gone.
-  void Disconnected();
+  // On the loop: the backend of connection `generation` (a value of connects_) is gone.
+  void Disconnected(uint64_t generation);
   void TryReconnect();
   void Adopt(VhostUserClient c);  // on the loop
   void SetLinkDown(bool down);
@@ -89,12 +89,12 @@ class VhostUserNetdev : public net::Netdev, public VhostBackend {
   uint64_t protocol_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t connects_ ABSL_GUARDED_BY(mu_) = 0;
   VhostListener* listener_ ABSL_GUARDED_BY(mu_) = nullptr;
-  bool disconnect_posted_ ABSL_GUARDED_BY(mu_) = false;
 
   // Loop-thread state.
   FdWatch hup_watch_;
   FdWatch accept_watch_;
   Timer reconnect_timer_;
+  bool down_ = false;  // the link is down and reconnection runs
   absl::Duration backoff_ = absl::Milliseconds(50);
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
