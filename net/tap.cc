@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <cerrno>
@@ -537,18 +538,25 @@ absl::Status Tap::OpenVhost() {
     }
     return absl::OkStatus();
   }
-  // vhostfd=N[:N...]: one open /dev/vhost-net fd per queue, taken over.
+  // vhostfd=N[:N...]: one open /dev/vhost-net fd per queue, taken over once all are valid (a
+  // refused list closes none of them).
+  std::vector<int> fds;
   for (absl::string_view part : absl::StrSplit(vhostfd_, ':')) {
     int n;
     if (!absl::SimpleAtoi(part, &n) || n < 0 || fcntl(n, F_GETFD) < 0) {
       return absl::InvalidArgumentError(absl::StrCat("vhostfd '", part, "' is not an open fd"));
     }
-    vhost_fds_.emplace_back(n);
+    if (std::find(fds.begin(), fds.end(), n) != fds.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("vhostfd ", n, " is named twice"));
+    }
+    if (n == fd_) return absl::InvalidArgumentError(absl::StrCat("vhostfd ", n, " is the TAP's fd="));
+    fds.push_back(n);
   }
-  if (vhost_fds_.size() != queues_) {
-    return absl::InvalidArgumentError(absl::StrCat("vhostfd= names ", vhost_fds_.size(),
-                                                   " fds for ", queues_, " queues"));
+  if (fds.size() != queues_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vhostfd= names ", fds.size(), " fds for ", queues_, " queues"));
   }
+  for (int n : fds) vhost_fds_.emplace_back(n);
   return absl::OkStatus();
 }
 

@@ -143,7 +143,7 @@ absl::Status VirtIONet::Realize() {
       has_ufo_ = has_ufo_ && netdev_->queue(i)->HasUfo();
     }
     has_ufo_ = has_ufo_ && has_vnet_hdr_;
-    if (absl::Status s = RealizeVhost(); !s.ok()) {
+    if (absl::Status s = RealizeVhost(npairs); !s.ok()) {
       netdev_->Release();
       return absl::Status(s.code(), absl::StrCat(ctx, ": ", s.message()));
     }

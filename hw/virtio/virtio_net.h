@@ -160,7 +160,7 @@ class VirtIONet : public VirtIODevice {
   class VhostGlue;
   // At realize: whether the netdev is a vhost backend (vhost-user, or a TAP with vhost-net fds);
   // its features.
-  absl::Status RealizeVhost();
+  absl::Status RealizeVhost(size_t npairs);
   void UnrealizeVhost();
   void StartVhost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopVhost() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

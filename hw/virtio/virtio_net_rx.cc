@@ -11,14 +11,15 @@
 namespace vdev::virtio {
 
 bool VirtIONet::RxReady(size_t pair) {
+  // With vhost the backend fills the receive rings (vhost-net reads the TAP itself): a TAP's own
+  // reading, direct or not, stays paused.
+  if (vhost_dev_ != nullptr && vhost_dev_->started()) return false;
   return running() && pair < curr_pairs_ && dma_allowed() &&
          queue(static_cast<uint16_t>(2 * pair))->active();
 }
 
 bool VirtIONet::CanReceive(size_t pair) {
   absl::MutexLock l(&mu_);
-  // With vhost-net the kernel reads the TAP into the rings; the netdev's own reading stays off.
-  if (vhost_dev_ != nullptr && vhost_dev_->started()) return false;
   return RxReady(pair);
 }
 

@@ -29,10 +29,10 @@ constexpr uint64_t kVhostRingFeatures = Bit(VIRTIO_NET_F_MRG_RXBUF) |
 
 }  // namespace
 
-absl::Status VirtIONet::RealizeVhost() {
+absl::Status VirtIONet::RealizeVhost(size_t npairs) {
   if (auto* tap = dynamic_cast<net::Tap*>(netdev_); tap != nullptr && tap->vhost_fd(0) >= 0) {
     std::vector<int> vhost_fds, tap_fds;
-    for (size_t i = 0; i < num_pairs_; ++i) {
+    for (size_t i = 0; i < npairs; ++i) {
       vhost_fds.push_back(tap->vhost_fd(i));
       tap_fds.push_back(tap->fd(i));
     }
@@ -82,7 +82,12 @@ void VirtIONet::StartVhost() {
         [transport](uint32_t index) { transport->NotifyQueue(static_cast<uint16_t>(index)); },
         [errors, name = DisplayName()](uint32_t index) {
           errors->Add();
-          VDEV_LOG(kWarning, "%s: the vhost backend reported an error on ring %u", name, index);
+          // Logged at 1, 2, 4, 8... so a backend that keeps signalling cannot flood the log.
+          const uint64_t n = errors->value();
+          if ((n & (n - 1)) == 0) {
+            VDEV_LOG(kWarning, "%s: the vhost backend reported an error on ring %u (%u so far)",
+                     name, index, n);
+          }
         });
   }
   std::vector<vhost::VhostDev::Ring> rings;
@@ -98,7 +103,8 @@ void VirtIONet::StartVhost() {
     counters().Increment("vhost_starts");
     return;
   }
-  (void)vhost_dev_->Stop(nullptr);
+  // (A failing Start already took its rings back; a failing SetMtu leaves them running.)
+  (void)vhost_dev_->Stop(vhost_->connected() ? vhost_ : nullptr);
   if (vhost_->userspace_fallback()) {
     // Our own data path carries on with the rings where they are.
     counters().Increment("vhost_fallbacks");

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "core/machine.h"
 #include "net/virtio_net_uapi.h"
 
 namespace vdev::vhost {
@@ -216,7 +217,11 @@ TEST_F(VhostKernelNetTest, AnIoctlFailureIsAStatusNamingIt) {
   absl::Status s = dev.Start(**b, *mem_, rec_.features, Rings());
   EXPECT_EQ(s.message(), "vhost-net: VHOST_SET_VRING_ADDR (ring 0): Bad address");
   EXPECT_FALSE(dev.started());
-  EXPECT_TRUE(rec_.Of(VHOST_NET_SET_BACKEND).empty());  // nothing attached
+  // Nothing attached; the ring that was set up is detached and its base read back.
+  for (const Recorded& r : rec_.Of(VHOST_NET_SET_BACKEND)) {
+    EXPECT_EQ(static_cast<int64_t>(r.value), -1);
+  }
+  EXPECT_EQ(rec_.Of(VHOST_GET_VRING_BASE).size(), 1u);
 }
 
 TEST_F(VhostKernelNetTest, GuestRingsOutsideRamNeverReachTheKernel) {
@@ -240,6 +245,18 @@ TEST_F(VhostKernelNetTest, MismatchedFdsAndANonVhostFdAreRefused) {
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().message(),
             "vhost-net: VHOST_SET_OWNER (ring 0): Inappropriate ioctl for device");
+}
+
+TEST(VhostKernelTest, VhostfdMustNameDistinctOpenFdsOnePerQueue) {
+  auto m = *Machine::Create("pc");
+  UniqueFd a(open("/dev/null", O_RDWR | O_CLOEXEC));
+  const std::string n = std::to_string(a.get());
+  EXPECT_EQ(m->ObjectAdd("netdev", "tap,id=n0,queues=2,vhostfd=" + n + ":" + n).status().message(),
+            "tap 'n0': vhost=on: vhostfd " + n + " is named twice");
+  EXPECT_EQ(m->ObjectAdd("netdev", "tap,id=n1,queues=2,vhostfd=" + n).status().message(),
+            "tap 'n1': vhost=on: vhostfd= names 1 fds for 2 queues");
+  EXPECT_EQ(m->ObjectAdd("netdev", "tap,id=n2,vhostfd=999999").status().message(),
+            "tap 'n2': vhost=on: vhostfd '999999' is not an open fd");
 }
 
 }  // namespace

@@ -300,5 +300,17 @@ TEST_F(VhostUserNetdevTest, HangUpDuringStartTakesTheLinkDownAndRecovers) {
   EXPECT_LE(testing::OpenFdCount(), fds + 1);  // the new connection's socket, nothing else
 }
 
+TEST_F(VhostUserNetdevTest, AChardevServesOneNetdev) {
+  ASSERT_TRUE(AddNetdev().ok());
+  for (int i = 0; i < 2; ++i) {  // a refused one does not release what it never had
+    auto nd = m_->ObjectAdd("netdev", "vhost-user,id=n1,chardev=c0");
+    ASSERT_FALSE(nd.ok());
+    EXPECT_EQ(nd.status().message(), "vhost-user 'n1': chardev 'c0' is already in use");
+  }
+  auto bad = m_->ObjectAdd("netdev", "vhost-user,id=n2,chardev=c0,queues=0");
+  EXPECT_EQ(bad.status().message(), "vhost-user 'n2': queues must be 1..256, got 0");
+  EXPECT_FALSE(m_->ObjectAdd("netdev", "vhost-user,id=n3,chardev=c0").ok());
+}
+
 }  // namespace
 }  // namespace vdev::vhost

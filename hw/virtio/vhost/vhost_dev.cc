@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -53,23 +54,31 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
     VDEV_ASSIGN_OR_RETURN(r.call, EventNotifier::Create());
     VDEV_ASSIGN_OR_RETURN(r.err, EventNotifier::Create());
   }
+  // Every ring is checked before the backend hears of any.
+  std::vector<VringAddr> addrs;
+  for (const Ring& ring : rings) {
+    const virtio::VirtQueue& vq = *ring.vq;
+    VDEV_ASSIGN_OR_RETURN(VringAddr addr, TranslateRing(mem, vq.size(), vq.desc_addr(),
+                                                        vq.avail_addr(), vq.used_addr()));
+    addrs.push_back(addr);
+  }
   VDEV_RETURN_IF_ERROR(backend.SetFeatures(features));
   VDEV_RETURN_IF_ERROR(backend.SetMemTable(mem));
-  for (size_t i = 0; i < rings.size(); ++i) {
+  absl::Status s = absl::OkStatus();
+  size_t touched = 0;  // rings the backend may be serving from here on
+  for (size_t i = 0; i < rings.size() && s.ok(); ++i) {
     const Ring& ring = rings[i];
     const virtio::VirtQueue& vq = *ring.vq;
     Shared::PerRing& r = shared->rings[i];
-    VDEV_ASSIGN_OR_RETURN(
-        VringAddr addr, TranslateRing(mem, vq.size(), vq.desc_addr(), vq.avail_addr(),
-                                      vq.used_addr()));
-    VDEV_RETURN_IF_ERROR(backend.SetVringNum(ring.index, vq.size()));
-    VDEV_RETURN_IF_ERROR(backend.SetVringBase(ring.index, vq.last_avail_idx()));
-    VDEV_RETURN_IF_ERROR(backend.SetVringAddr(ring.index, addr));
-    VDEV_RETURN_IF_ERROR(backend.SetVringKick(ring.index, r.kick.fd()));
-    VDEV_RETURN_IF_ERROR(
-        backend.SetVringCall(ring.index, ring.irqfd >= 0 ? ring.irqfd : r.call.fd()));
-    VDEV_RETURN_IF_ERROR(backend.SetVringErr(ring.index, r.err.fd()));
+    touched = i + 1;
+    s = backend.SetVringNum(ring.index, vq.size());
+    if (s.ok()) s = backend.SetVringBase(ring.index, vq.last_avail_idx());
+    if (s.ok()) s = backend.SetVringAddr(ring.index, addrs[i]);
+    if (s.ok()) s = backend.SetVringKick(ring.index, r.kick.fd());
+    if (s.ok()) s = backend.SetVringCall(ring.index, ring.irqfd >= 0 ? ring.irqfd : r.call.fd());
+    if (s.ok()) s = backend.SetVringErr(ring.index, r.err.fd());
   }
+  if (!s.ok()) return Unwind(backend, std::move(rings), touched, std::move(shared), s);
   // Watches are loop state: they are registered there, later (Start may run under the device's
   // lock, which loop callbacks take, so it cannot wait for the loop). A call signalled before
   // stays pending in its eventfd. Their callbacks hold only the shared state.
@@ -102,9 +111,8 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
   for (const Ring& ring : rings) {
     if (!ring.enabled) continue;
     if (absl::Status st = backend.SetVringEnable(ring.index, true); !st.ok()) {
-      shared->live = false;
-      loop_.Post([s = std::move(shared)]() mutable { s.reset(); });
-      return st;
+      const size_t n = rings.size();
+      return Unwind(backend, std::move(rings), n, std::move(shared), st);
     }
   }
   // The driver may have kicked before the hand-over: let the backend look at every ring once.
@@ -113,6 +121,18 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
   shared_ = std::move(shared);
   started_ = true;
   return absl::OkStatus();
+}
+
+absl::Status VhostDev::Unwind(VhostBackend& backend, std::vector<Ring> rings, size_t touched,
+                              std::shared_ptr<Shared> shared, absl::Status error) {
+  // The backend may already serve the first `touched` rings: stop them and take their positions
+  // back, as a Stop would.
+  rings.resize(touched);
+  rings_ = std::move(rings);
+  shared_ = std::move(shared);
+  started_ = true;
+  (void)Stop(&backend);
+  return error;
 }
 
 bool VhostDev::handed_over(uint32_t index) const {
@@ -143,9 +163,9 @@ absl::Status VhostDev::Stop(VhostBackend* backend) {
   absl::Status first = absl::OkStatus();
   for (const Ring& ring : rings_) {
     virtio::VirtQueue& vq = *ring.vq;
-    const uint16_t used = vq.ReadUsedIdx();
-    uint16_t last_avail = used;
+    std::optional<uint16_t> last_avail;
     if (backend != nullptr) {
+      // First stop the ring, then read where it got to.
       absl::StatusOr<uint32_t> base = backend->GetVringBase(ring.index);
       if (base.ok()) {
         last_avail = static_cast<uint16_t>(*base);
@@ -153,7 +173,8 @@ absl::Status VhostDev::Stop(VhostBackend* backend) {
         first = base.status();
       }
     }
-    vq.SetRingPositions(last_avail, used);
+    const uint16_t used = vq.ReadUsedIdx();
+    vq.SetRingPositions(last_avail.value_or(used), used);
   }
   rings_.clear();
   // Drop the watches on the loop, later (see Shared); the eventfds go with them.

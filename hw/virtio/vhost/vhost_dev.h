@@ -116,6 +116,8 @@ class VhostDev {
 
  private:
   struct Shared;  // the callbacks, eventfds and their watches, released on the loop
+  absl::Status Unwind(VhostBackend& backend, std::vector<Ring> rings, size_t touched,
+                      std::shared_ptr<Shared> shared, absl::Status error);
   EventLoop& loop_;
   std::function<void(uint32_t)> on_call_, on_error_;
   std::vector<Ring> rings_;

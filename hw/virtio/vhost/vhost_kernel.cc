@@ -96,6 +96,13 @@ absl::StatusOr<std::unique_ptr<VhostKernelNet>> VhostKernelNet::Create(std::vect
   return b;
 }
 
+VhostKernelNet::~VhostKernelNet() {
+  for (size_t i = 0; i < vhost_fds_.size(); ++i) {
+    (void)Call(vhost_fds_[i], VHOST_RESET_OWNER, nullptr, "VHOST_RESET_OWNER",
+               static_cast<uint32_t>(2 * i));
+  }
+}
+
 absl::Status VhostKernelNet::Call(int fd, unsigned long request, void* arg, const char* what,
                                   uint32_t ring) {
   if (ioctl_(fd, request, arg) == 0) return absl::OkStatus();

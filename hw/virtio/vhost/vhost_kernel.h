@@ -58,6 +58,8 @@ class VhostKernelNet : public VhostBackend {
                                                                 std::vector<int> tap_fds,
                                                                 bool tap_vnet_hdr,
                                                                 Ioctl ioctl_fn = nullptr);
+  // VHOST_RESET_OWNER: the fds can be owned again (a NIC re-created on the same netdev).
+  ~VhostKernelNet() override;
 
   uint64_t features() const override { return features_; }
   bool decides_offloads() const override { return false; }

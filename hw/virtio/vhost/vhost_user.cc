@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -14,6 +15,12 @@
 
 namespace vdev::vhost {
 namespace {
+
+// What the backend sent cannot be trusted or the stream is out of step: the connection is
+// unusable (DataLoss, which the netdev treats as a lost connection).
+absl::Status BadReply(absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("vhost-user: ", what));
+}
 
 absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("vhost-user: ", what));
@@ -30,6 +37,25 @@ absl::Status WaitReadable(int sock, absl::Time deadline) {
     const int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
     if (r > 0) return absl::OkStatus();
     if (r < 0 && errno != EINTR) return ErrnoToStatus(errno, "poll");
+  }
+}
+
+// Waits until `sock` can take a message, or the timeout: a backend that stops reading fills the
+// socket buffer, and a blocking send would then hang its caller.
+absl::Status WaitWritable(int sock, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    pollfd p{sock, POLLOUT, 0};
+    const absl::Duration left = deadline - absl::Now();
+    const int r = poll(&p, 1, std::max<int>(0, static_cast<int>(absl::ToInt64Milliseconds(left))));
+    if (r > 0) {
+      if (p.revents & (POLLERR | POLLHUP)) {
+        return absl::UnavailableError("vhost-user: the backend closed the connection");
+      }
+      return absl::OkStatus();
+    }
+    if (r == 0) return absl::DeadlineExceededError("vhost-user: the backend stopped reading");
+    if (errno != EINTR) return ErrnoToStatus(errno, "poll");
   }
 }
 
@@ -82,18 +108,18 @@ absl::Status EncodeMemTable(const GuestMemory& mem, std::vector<uint8_t>* payloa
 absl::StatusOr<std::vector<uint8_t>> CheckReply(const VhostUserMessage& reply, uint32_t request,
                                                 size_t payload_size) {
   if ((reply.flags & 3) != kVhostUserVersion) {
-    return Bad(absl::StrFormat("reply with version %u", reply.flags & 3));
+    return BadReply(absl::StrFormat("reply with version %u", reply.flags & 3));
   }
-  if (!(reply.flags & kFlagReply)) return Bad("a message without the REPLY flag where a reply was due");
+  if (!(reply.flags & kFlagReply)) return BadReply("a message without the REPLY flag where a reply was due");
   if (reply.request != request) {
-    return Bad(absl::StrFormat("reply to request %u while waiting for %u", reply.request, request));
+    return BadReply(absl::StrFormat("reply to request %u while waiting for %u", reply.request, request));
   }
   if (reply.payload.size() != payload_size) {
-    return Bad(absl::StrFormat("reply to request %u with %u bytes (expects %u)", request,
+    return BadReply(absl::StrFormat("reply to request %u with %u bytes (expects %u)", request,
                                reply.payload.size(), payload_size));
   }
   if (!reply.fds.empty()) {
-    return Bad(absl::StrFormat("reply to request %u carries %u fds", request, reply.fds.size()));
+    return BadReply(absl::StrFormat("reply to request %u carries %u fds", request, reply.fds.size()));
   }
   return reply.payload;
 }
@@ -110,7 +136,7 @@ absl::StatusOr<VhostUserMessage> ReadVhostUserMessage(int sock, absl::Duration t
   const bool bad_control = got->bad_control;
   const size_t n = got->bytes;
   if (n == 0) return absl::UnavailableError("vhost-user: the backend closed the connection");
-  if (bad_control) return Bad("truncated or foreign control message");
+  if (bad_control) return BadReply("truncated or foreign control message");
   if (n < kHeaderSize) {
     if (absl::Status s = ReadFull(sock, header + n, kHeaderSize - n, deadline); !s.ok()) return s;
   }
@@ -118,7 +144,7 @@ absl::StatusOr<VhostUserMessage> ReadVhostUserMessage(int sock, absl::Duration t
   std::memcpy(&m.request, header, 4);
   std::memcpy(&m.flags, header + 4, 4);
   std::memcpy(&size, header + 8, 4);
-  if (size > kMaxPayload) return Bad(absl::StrFormat("a %u-byte payload (at most %u)", size, kMaxPayload));
+  if (size > kMaxPayload) return BadReply(absl::StrFormat("a %u-byte payload (at most %u)", size, kMaxPayload));
   m.payload.resize(size);
   if (size > 0) {
     if (absl::Status s = ReadFull(sock, m.payload.data(), size, deadline); !s.ok()) return s;
@@ -139,7 +165,7 @@ absl::Status SendVhostUserMessage(int sock, uint32_t request, uint32_t flags,
   iovec iov[2] = {{header, sizeof(header)}, {const_cast<uint8_t*>(payload.data()), payload.size()}};
   absl::StatusOr<size_t> n = SendWithFds(sock, iov, payload.empty() ? 1 : 2, fds);
   if (!n.ok()) return n.status();
-  if (*n != sizeof(header) + payload.size()) return Bad("short send");
+  if (*n != sizeof(header) + payload.size()) return BadReply("short send");
   return absl::OkStatus();
 }
 
@@ -161,6 +187,7 @@ absl::StatusOr<VhostUserClient> VhostUserClient::Connect(const std::string& path
 absl::Status VhostUserClient::Send(VhostUserRequest request, absl::Span<const uint8_t> payload,
                                    absl::Span<const int> fds) {
   const uint32_t req = static_cast<uint32_t>(request);
+  if (absl::Status s = WaitWritable(sock_.get(), timeout_); !s.ok()) return s;
   if (absl::Status s = SendVhostUserMessage(sock_.get(), req,
                                             kVhostUserVersion | (reply_ack_ ? kFlagNeedReply : 0),
                                             payload, fds);
@@ -182,6 +209,7 @@ absl::StatusOr<std::vector<uint8_t>> VhostUserClient::Call(VhostUserRequest requ
                                                            absl::Span<const uint8_t> payload,
                                                            size_t reply_size) {
   const uint32_t req = static_cast<uint32_t>(request);
+  if (absl::Status s = WaitWritable(sock_.get(), timeout_); !s.ok()) return s;
   if (absl::Status s = SendVhostUserMessage(sock_.get(), req, kVhostUserVersion, payload, {});
       !s.ok()) {
     return s;
@@ -240,9 +268,9 @@ absl::StatusOr<uint32_t> VhostUserClient::GetVringBase(uint32_t index) {
   std::memcpy(&got_index, p->data(), 4);
   std::memcpy(&base, p->data() + 4, 4);
   if (got_index != index) {
-    return Bad(absl::StrFormat("GET_VRING_BASE for ring %u answered for ring %u", index, got_index));
+    return BadReply(absl::StrFormat("GET_VRING_BASE for ring %u answered for ring %u", index, got_index));
   }
-  if (base > 0xffff) return Bad(absl::StrFormat("GET_VRING_BASE: ring base %u is not 16-bit", base));
+  if (base > 0xffff) return BadReply(absl::StrFormat("GET_VRING_BASE: ring base %u is not 16-bit", base));
   return base;
 }
 

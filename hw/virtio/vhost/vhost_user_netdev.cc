@@ -25,6 +25,7 @@ constexpr uint64_t kWantedProtocol =
 bool ConnectionLost(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
          s.code() == absl::StatusCode::kDeadlineExceeded ||
+         s.code() == absl::StatusCode::kDataLoss ||  // a reply out of step with our requests
          // A send on a socket the backend closed.
          (s.code() != absl::StatusCode::kOk && absl::StrContains(s.message(), "Broken pipe")) ||
          (s.code() != absl::StatusCode::kOk &&
@@ -58,7 +59,8 @@ VhostUserNetdev::~VhostUserNetdev() {
       reconnect_timer_.Reset();
     });
   }
-  if (chardev_ != nullptr) chardev_->Release();
+  // (The chardev may be gone first when the whole machine goes: the link is cleared then.)
+  if (claimed_chardev_ && chardev_ != nullptr) chardev_->Release();
 }
 
 absl::Status VhostUserNetdev::Complete() {
@@ -68,10 +70,10 @@ absl::Status VhostUserNetdev::Complete() {
     return absl::InvalidArgumentError(absl::StrCat(who, ": queues must be 1..256, got ", queues_));
   }
   if (!chardev_->Claim()) {
-    ChardevSocket* c = std::exchange(chardev_, nullptr);
     return absl::FailedPreconditionError(
-        absl::StrCat(who, ": chardev '", c->name(), "' is already in use"));
+        absl::StrCat(who, ": chardev '", chardev_->name(), "' is already in use"));
   }
+  claimed_chardev_ = true;
   VDEV_ASSIGN_OR_RETURN(UniqueFd sock, chardev_->Open(kServerWait));
   absl::StatusOr<VhostUserClient> c = Handshake(std::move(sock));
   if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(who, ": ", c.status().message()));
@@ -113,8 +115,9 @@ absl::StatusOr<VhostUserClient> VhostUserNetdev::Handshake(UniqueFd sock) {
     return absl::FailedPreconditionError(
         absl::StrFormat("queues=%u needs the backend's MQ protocol feature", queues_));
   }
+  uint64_t slots = 0;
   if (protocol >> kProtocolConfigureMemSlots & 1) {
-    VDEV_ASSIGN_OR_RETURN(uint64_t slots, c.GetU64(VhostUserRequest::kGetMaxMemSlots));
+    VDEV_ASSIGN_OR_RETURN(slots, c.GetU64(VhostUserRequest::kGetMaxMemSlots));
     if (slots == 0 || slots > 512) {
       return absl::InvalidArgumentError(
           absl::StrFormat("vhost-user: GET_MAX_MEM_SLOTS answered %u", slots));
@@ -124,6 +127,8 @@ absl::StatusOr<VhostUserClient> VhostUserNetdev::Handshake(UniqueFd sock) {
   absl::MutexLock l(&mu_);
   features_ = features;
   protocol_ = protocol;
+  max_mem_slots_ = slots;
+  sent_regions_.clear();  // a new connection knows none of them
   return c;
 }
 
@@ -160,6 +165,7 @@ void VhostUserNetdev::Disconnected(uint64_t generation) {
   SetLinkDown(true);
   if (listener != nullptr) listener->BackendDown();
   backoff_ = kFirstBackoff;
+  if (chardev_ == nullptr) return;  // the machine is going away
   if (chardev_->server()) {
     // Wait for the backend to connect again.
     auto w = loop().WatchFd(chardev_->listen_fd(), EPOLLIN, [this](uint32_t) { TryReconnect(); });
@@ -170,6 +176,7 @@ void VhostUserNetdev::Disconnected(uint64_t generation) {
 }
 
 void VhostUserNetdev::TryReconnect() {
+  if (chardev_ == nullptr) return;  // the machine is going away
   absl::StatusOr<UniqueFd> sock = chardev_->Open(absl::ZeroDuration());
   absl::StatusOr<VhostUserClient> c =
       sock.ok() ? Handshake(std::move(*sock)) : absl::StatusOr<VhostUserClient>(sock.status());
@@ -258,8 +265,36 @@ absl::Status VhostUserNetdev::SetMemTable(const GuestMemory& mem) {
   if (!(protocol_features() >> kProtocolConfigureMemSlots & 1)) {
     return Op([&mem](VhostUserClient& c) { return c.SetMemTable(mem); });
   }
-  return Op([&mem](VhostUserClient& c) {
-    for (const GuestRamRegion& r : mem.regions()) VDEV_RETURN_IF_ERROR(c.AddMemReg(r));
+  // CONFIGURE_MEM_SLOTS: the backend keeps what it was given on this connection; send only the
+  // difference (a region gone is removed, a new one added).
+  return Op([this, &mem](VhostUserClient& c) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    auto same = [](const GuestRamRegion& a, const GuestRamRegion& b) {
+      return a.gpa == b.gpa && a.size == b.size && a.host == b.host && a.fd_offset == b.fd_offset;
+    };
+    const auto& now = mem.regions();
+    if (now.size() > max_mem_slots_) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "vhost-user: %u RAM regions, the backend has %u memory slots", now.size(),
+          max_mem_slots_));
+    }
+    std::vector<GuestRamRegion> kept;
+    for (const GuestRamRegion& old : sent_regions_) {
+      const bool still = std::any_of(now.begin(), now.end(),
+                                     [&](const GuestRamRegion& r) { return same(r, old); });
+      if (still) {
+        kept.push_back(old);
+      } else {
+        VDEV_RETURN_IF_ERROR(c.RemMemReg(old));
+      }
+    }
+    sent_regions_ = kept;
+    for (const GuestRamRegion& r : now) {
+      const bool have = std::any_of(kept.begin(), kept.end(),
+                                    [&](const GuestRamRegion& k) { return same(r, k); });
+      if (have) continue;
+      VDEV_RETURN_IF_ERROR(c.AddMemReg(r));
+      sent_regions_.push_back(r);
+    }
     return absl::OkStatus();
   });
 }

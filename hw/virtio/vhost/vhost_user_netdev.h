@@ -25,6 +25,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "core/chardev.h"
@@ -82,6 +83,7 @@ class VhostUserNetdev : public net::Netdev, public VhostBackend {
 
   ChardevSocket* chardev_ = nullptr;
   uint32_t queues_ = 1;
+  bool claimed_chardev_ = false;
 
   mutable absl::Mutex mu_;
   std::optional<VhostUserClient> client_ ABSL_GUARDED_BY(mu_);
@@ -89,6 +91,9 @@ class VhostUserNetdev : public net::Netdev, public VhostBackend {
   uint64_t protocol_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t connects_ ABSL_GUARDED_BY(mu_) = 0;
   VhostListener* listener_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // CONFIGURE_MEM_SLOTS: the slots the backend has, and the regions it holds.
+  uint64_t max_mem_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<GuestRamRegion> sent_regions_ ABSL_GUARDED_BY(mu_);
 
   // Loop-thread state.
   FdWatch hup_watch_;
