@@ -25,6 +25,12 @@ class VirtioTransport {
   virtual void NotifyConfig() = 0;
   // The memory the device's rings and buffers live in.
   virtual const GuestMemory* dma_memory() const = 0;
+  // Eventfds a VMM bound for queue `index` (borrowed; -1 when none): `ioeventfd` is signalled by
+  // the hypervisor on the queue's notify write (KVM_IOEVENTFD), `irqfd` raises the queue's
+  // interrupt when signalled (KVM_IRQFD). A device whose rings are served elsewhere (vhost)
+  // hands them to that data plane, so neither kicks nor interrupts pass through this process.
+  virtual int QueueIoeventfd(uint16_t index) const { return -1; }
+  virtual int QueueIrqfd(uint16_t index) const { return -1; }
   // The device was plugged / is about to be unplugged.
   virtual void DevicePlugged(VirtIODevice& dev) {}
   virtual void DeviceUnplugged(VirtIODevice& dev) {}

@@ -94,7 +94,10 @@ void VirtIONet::StartVhost() {
   for (size_t p = 0; p < pairs_.size(); ++p) {
     for (uint16_t q : {static_cast<uint16_t>(2 * p), static_cast<uint16_t>(2 * p + 1)}) {
       VirtQueue* vq = queue(q);
-      if (vq->enabled()) rings.push_back({q, vq, -1, p < curr_pairs_});
+      if (vq->enabled()) {
+        rings.push_back({q, vq, transport->QueueIrqfd(q), transport->QueueIoeventfd(q),
+                         p < curr_pairs_});
+      }
     }
   }
   absl::Status s = vhost_dev_->Start(*vhost_, *mem, negotiated() & vhost_mask_, rings);

@@ -328,6 +328,22 @@ std::optional<uint64_t> VirtIOPCIProxy::QueueNotifyAddress(uint16_t index) const
   return b.mapped_at + kNotifyOffset + uint64_t{index} * kNotifyMultiplier;
 }
 
+void VirtIOPCIProxy::SetQueueEventfds(uint16_t index, int ioeventfd, int irqfd) {
+  absl::MutexLock l(&mu_);
+  if (queue_eventfds_.size() <= index) queue_eventfds_.resize(index + 1, {-1, -1});
+  queue_eventfds_[index] = {ioeventfd, irqfd};
+}
+
+int VirtIOPCIProxy::QueueIoeventfd(uint16_t index) const {
+  absl::MutexLock l(&mu_);
+  return index < queue_eventfds_.size() ? queue_eventfds_[index].first : -1;
+}
+
+int VirtIOPCIProxy::QueueIrqfd(uint16_t index) const {
+  absl::MutexLock l(&mu_);
+  return index < queue_eventfds_.size() ? queue_eventfds_[index].second : -1;
+}
+
 std::string VirtIOPCIProxy::DescribeCapability(uint8_t pos) const {
   const std::string generic = PCIDevice::DescribeCapability(pos);
   auto* self = const_cast<VirtIOPCIProxy*>(this);

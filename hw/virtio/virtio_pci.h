@@ -81,6 +81,12 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   // change) interrupts on, and the message it sends; nullopt without MSI-X or with NO_VECTOR.
   static constexpr int kConfigVector = -1;
   std::optional<std::pair<uint16_t, MsiMessage>> InterruptRoute(int index);
+  // A VMM's eventfds for queue `index` (borrowed; -1 to unset): `ioeventfd` bound at
+  // QueueNotifyAddress(index), `irqfd` bound to InterruptRoute(index). Taken by a vhost data
+  // plane at its next start (DRIVER_OK).
+  void SetQueueEventfds(uint16_t index, int ioeventfd, int irqfd);
+  int QueueIoeventfd(uint16_t index) const override;
+  int QueueIrqfd(uint16_t index) const override;
 
   std::string DescribeCapability(uint8_t pos) const override;
 
@@ -121,10 +127,11 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   bool modern_bar64_ = false;
 
   VirtioBus* bus_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   uint8_t isr_ ABSL_GUARDED_BY(mu_) = 0;
   uint16_t config_vector_ ABSL_GUARDED_BY(mu_) = 0xffff;
   std::vector<uint16_t> queue_vectors_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<int, int>> queue_eventfds_ ABSL_GUARDED_BY(mu_);  // ioeventfd, irqfd
   uint32_t device_feature_select_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t driver_feature_select_ ABSL_GUARDED_BY(mu_) = 0;
   uint16_t queue_select_ ABSL_GUARDED_BY(mu_) = 0;

@@ -4,6 +4,7 @@
 // the order of the hand-over as a backend sees it, and the hostile rows: too few queues, a
 // backend that comes back without a feature the driver uses, a backend that hangs up mid-start.
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -96,6 +97,16 @@ class ScriptedBackend {
     seen_.clear();
   }
   int connections() const { return connections_; }
+  void DropRingFds() {
+    absl::MutexLock l(&mu_);
+    ring_fds_.clear();
+  }
+  // The fd the backend got with SET_VRING_KICK (12) / SET_VRING_CALL (13) for `ring`, or -1.
+  int RingFd(uint32_t request, uint8_t ring) {
+    absl::MutexLock l(&mu_);
+    auto it = ring_fds_.find({request, ring});
+    return it == ring_fds_.end() ? -1 : it->second.get();
+  }
 
  private:
   void ServeOne(int s) {
@@ -108,6 +119,10 @@ class ScriptedBackend {
       {
         absl::MutexLock l(&mu_);
         seen_.push_back({m->request, m->payload, m->fds.size()});
+        // Kick and call fds are kept, as a backend would use them.
+        if ((m->request == 12 || m->request == 13) && m->fds.size() == 1 && m->payload.size() == 8) {
+          ring_fds_[{m->request, m->payload[0]}] = std::move(m->fds[0]);
+        }
       }
       if (m->request == hang_up_on_.load()) {
         hang_up_on_ = 0;
@@ -136,6 +151,7 @@ class ScriptedBackend {
   std::atomic<int> connections_{0};
   absl::Mutex mu_;
   std::vector<Seen> seen_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<uint32_t, uint8_t>, UniqueFd> ring_fds_ ABSL_GUARDED_BY(mu_);
 };
 
 class VhostUserNetdevTest : public ::testing::Test {
@@ -297,7 +313,11 @@ TEST_F(VhostUserNetdevTest, HangUpDuringStartTakesTheLinkDownAndRecovers) {
   EXPECT_TRUE(WaitFor([&] { return drv_->ConfigStatus() & VIRTIO_NET_S_LINK_UP; }));
   EXPECT_FALSE(pci_->status() & VirtIODevice::kNeedsReset);
   pci_->SetStatus(0);
-  EXPECT_LE(testing::OpenFdCount(), fds + 1);  // the new connection's socket, nothing else
+  // Every fd of the first connection is gone: the new connection's two sockets replace its two,
+  // and the ring eventfds are released (ours on the loop, the backend's copies here).
+  backend_->DropRingFds();
+  vu_->loop().RunAndWait([] {});
+  EXPECT_EQ(testing::OpenFdCount(), fds);
 }
 
 TEST_F(VhostUserNetdevTest, AChardevServesOneNetdev) {
@@ -310,6 +330,37 @@ TEST_F(VhostUserNetdevTest, AChardevServesOneNetdev) {
   auto bad = m_->ObjectAdd("netdev", "vhost-user,id=n2,chardev=c0,queues=0");
   EXPECT_EQ(bad.status().message(), "vhost-user 'n2': queues must be 1..256, got 0");
   EXPECT_FALSE(m_->ObjectAdd("netdev", "vhost-user,id=n3,chardev=c0").ok());
+}
+
+// A VMM that bound an ioeventfd on a queue's notify address and an irqfd on its vector: those
+// very eventfds go to the backend, so kicks and interrupts never pass through this process.
+TEST_F(VhostUserNetdevTest, AVmmsIoeventfdAndIrqfdGoStraightToTheBackend) {
+  ASSERT_TRUE(AddNetdev().ok());
+  AddDevice();
+  UniqueFd ioeventfd[2], irqfd[2];
+  for (uint16_t q = 0; q < 2; ++q) {
+    ioeventfd[q] = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    irqfd[q] = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    proxy_->SetQueueEventfds(q, ioeventfd[q].get(), irqfd[q].get());
+  }
+  ASSERT_TRUE(drv_->Init(kDriverFeatures));
+  ASSERT_TRUE(WaitFor([&] { return backend_->RingFd(13, 1) >= 0; }));
+  for (uint8_t q = 0; q < 2; ++q) {
+    uint64_t v = 0;
+    // The hand-over kicked each ring once, through the VMM's eventfd the backend holds.
+    ASSERT_EQ(read(backend_->RingFd(12, q), &v, 8), 8) << "ring " << int{q};
+    // The hypervisor signals a notify write: the backend sees it.
+    v = 1;
+    ASSERT_EQ(write(ioeventfd[q].get(), &v, 8), 8);
+    ASSERT_EQ(read(backend_->RingFd(12, q), &v, 8), 8);
+    EXPECT_EQ(v, 1u);
+    // The backend signals a call: it lands on the VMM's irqfd.
+    v = 1;
+    ASSERT_EQ(write(backend_->RingFd(13, q), &v, 8), 8);
+    ASSERT_EQ(read(irqfd[q].get(), &v, 8), 8);
+    EXPECT_EQ(v, 1u);
+  }
+  pci_->SetStatus(0);
 }
 
 }  // namespace

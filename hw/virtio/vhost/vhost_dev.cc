@@ -1,5 +1,7 @@
 #include "hw/virtio/vhost/vhost_dev.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <optional>
@@ -74,7 +76,7 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
     s = backend.SetVringNum(ring.index, vq.size());
     if (s.ok()) s = backend.SetVringBase(ring.index, vq.last_avail_idx());
     if (s.ok()) s = backend.SetVringAddr(ring.index, addrs[i]);
-    if (s.ok()) s = backend.SetVringKick(ring.index, r.kick.fd());
+    if (s.ok()) s = backend.SetVringKick(ring.index, ring.ioeventfd >= 0 ? ring.ioeventfd : r.kick.fd());
     if (s.ok()) s = backend.SetVringCall(ring.index, ring.irqfd >= 0 ? ring.irqfd : r.call.fd());
     if (s.ok()) s = backend.SetVringErr(ring.index, r.err.fd());
   }
@@ -116,7 +118,14 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
     }
   }
   // The driver may have kicked before the hand-over: let the backend look at every ring once.
-  for (Shared::PerRing& r : shared->rings) r.kick.Set();
+  for (size_t i = 0; i < rings.size(); ++i) {
+    if (rings[i].ioeventfd >= 0) {
+      const uint64_t one = 1;
+      (void)!write(rings[i].ioeventfd, &one, sizeof(one));
+    } else {
+      shared->rings[i].kick.Set();
+    }
+  }
   rings_ = std::move(rings);
   shared_ = std::move(shared);
   started_ = true;
@@ -142,11 +151,17 @@ bool VhostDev::handed_over(uint32_t index) const {
 
 bool VhostDev::Kick(uint32_t index) {
   if (!started_) return false;
-  for (Shared::PerRing& r : shared_->rings) {
-    if (r.index == index) {
-      r.kick.Set();
-      return true;
+  for (size_t i = 0; i < rings_.size(); ++i) {
+    if (rings_[i].index != index) continue;
+    if (rings_[i].ioeventfd >= 0) {
+      // A notify write that reached us although a VMM's ioeventfd is bound (e.g. the legacy
+      // register): pass it on through the same eventfd.
+      const uint64_t one = 1;
+      (void)!write(rings_[i].ioeventfd, &one, sizeof(one));
+    } else {
+      shared_->rings[i].kick.Set();
     }
+    return true;
   }
   return false;
 }

@@ -8,8 +8,9 @@
 //   Start: SET_FEATURES, SET_MEM_TABLE (from GuestMemory), then per ring SET_VRING_NUM, _BASE (the
 //          device's last available index), _ADDR (host virtual addresses of the three parts),
 //          _KICK and _CALL (eventfds made here), _ERR, and last the rings are enabled/attached.
-//   Kick:  the driver notified ring i: its kick eventfd is signalled (what a VMM's ioeventfd on the
-//          notify address does without us).
+//   Kick:  the driver notified ring i: its kick eventfd is signalled. A transport that has an
+//          ioeventfd on the ring's notify address (a VMM's KVM_IOEVENTFD) hands it over as the kick
+//          fd instead, and kicks never pass through us.
 //   Call:  the backend signalled a call eventfd: `on_call(i)` runs on the given loop and raises
 //          the ring's interrupt (MSI-X vector or INTx). A transport that has an irqfd for the
 //          ring's vector hands it over instead, and no call ever passes through us.
@@ -92,6 +93,7 @@ class VhostDev {
     uint32_t index;           // the backend's ring index
     virtio::VirtQueue* vq;    // active, with its addresses and positions
     int irqfd = -1;           // the transport's irqfd for this ring's vector, if any
+    int ioeventfd = -1;       // the transport's ioeventfd on this ring's notify address, if any
     bool enabled = true;      // enable the ring at once (MQ: only the active pairs)
   };
   // `on_call(ring index)` runs on `loop` when the backend signals a ring. `on_error(ring index)`
