@@ -79,12 +79,18 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::Spawn(std::vector<std::string>
 absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::string& socket,
                                                                     const std::string& mode,
                                                                     bool client,
-                                                                    const std::string& lcores) {
+                                                                    const std::string& lcores,
+                                                                    int queues) {
   const std::string prefix = absl::StrCat("vdevvh", getpid(), "_", next_id++);
   std::vector<std::string> args = Common(prefix, lcores);
   args.push_back("--vdev");
-  args.push_back(absl::StrCat("net_vhost0,iface=", socket, ",queues=1", client ? ",client=1" : ""));
+  args.push_back(absl::StrCat("net_vhost0,iface=", socket, ",queues=", queues,
+                              client ? ",client=1" : ""));
   for (std::string& a : PmdArgs(mode)) args.push_back(std::move(a));
+  if (queues > 1) {
+    args.push_back(absl::StrCat("--rxq=", queues));
+    args.push_back(absl::StrCat("--txq=", queues));
+  }
   if (!client) unlink(socket.c_str());
   auto pmd = Spawn(std::move(args));
   if (!pmd.ok() || client) return pmd;

@@ -38,7 +38,7 @@ class TestPmd {
   // `lcores` pins testpmd's main and forwarding cores.
   static absl::StatusOr<std::unique_ptr<TestPmd>> StartVhostBackend(
       const std::string& socket, const std::string& mode, bool client = false,
-      const std::string& lcores = "0@1,1@0");
+      const std::string& lcores = "0@1,1@0", int queues = 1);
   // DPDK's virtio-user driver on `socket` (a backend listens there), transmitting `txpkts`-byte
   // frames as fast as it can.
   static absl::StatusOr<std::unique_ptr<TestPmd>> StartVirtioUser(

@@ -62,16 +62,17 @@ class VhostUserDpdkTest : public ::testing::Test {
     pmd_.reset();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
-  void StartBackend() {
-    auto pmd = TestPmd::StartVhostBackend(sock_, "macswap");
+  void StartBackend(int queues = 1) {
+    pmd_.reset();
+    auto pmd = TestPmd::StartVhostBackend(sock_, "macswap", false, "0@1,1@0", queues);
     ASSERT_TRUE(pmd.ok()) << pmd.status();
     pmd_ = std::move(*pmd);
   }
-  void Build(const std::string& chardev_extra = "", const std::string& dev_extra = "") {
+  void Build(const std::string& netdev_extra = "", const std::string& dev_extra = "") {
     m_ = *Machine::Create("pc");
-    auto c = m_->ObjectAdd("chardev", "socket,id=c0,path=" + sock_ + chardev_extra);
+    auto c = m_->ObjectAdd("chardev", "socket,id=c0,path=" + sock_);
     ASSERT_TRUE(c.ok()) << c.status();
-    auto nd = m_->ObjectAdd("netdev", "vhost-user,id=n0,chardev=c0");
+    auto nd = m_->ObjectAdd("netdev", "vhost-user,id=n0,chardev=c0" + netdev_extra);
     ASSERT_TRUE(nd.ok()) << nd.status() << "\n" << pmd_->Log();
     vu_ = qom::DynamicCast<vhost::VhostUserNetdev>(*nd);
     ASSERT_NE(vu_, nullptr);
@@ -90,24 +91,25 @@ class VhostUserDpdkTest : public ::testing::Test {
   // cannot put into the receive ring at once (as a switch would), so a window never exceeds the
   // receive buffers the guest has posted.
   std::vector<VirtioNetDriver::RxFrame> RoundTrip(uint32_t n, uint32_t first_seq,
-                                                  size_t payload = 100, uint32_t window = 64) {
+                                                  size_t payload = 100, uint32_t window = 64,
+                                                  uint16_t pair = 0) {
     std::vector<VirtioNetDriver::RxFrame> got;
     for (uint32_t sent = 0; sent < n;) {
       const uint32_t batch = std::min(window, n - sent);
       for (uint32_t i = 0; i < batch; ++i) {
-        drv_->ReclaimTx(0);
-        if (!drv_->Send(0, Frame(payload, first_seq + sent + i))) return got;
+        drv_->ReclaimTx(pair);
+        if (!drv_->Send(pair, Frame(payload, first_seq + sent + i))) return got;
       }
       sent += batch;
       const absl::Time deadline = absl::Now() + absl::Seconds(5);
       while (got.size() < sent && absl::Now() < deadline) {
-        for (auto& f : drv_->WaitRx(0, sent - got.size(), absl::Milliseconds(20))) {
+        for (auto& f : drv_->WaitRx(pair, sent - got.size(), absl::Milliseconds(20))) {
           got.push_back(std::move(f));
         }
       }
       if (got.size() < sent) return got;
     }
-    drv_->ReclaimTx(0);
+    drv_->ReclaimTx(pair);
     return got;
   }
   // Every frame came back with the MACs swapped and the rest intact, in order.
@@ -226,6 +228,24 @@ TEST_F(VhostUserDpdkTest, BackendKilledMidTrafficAndRestartedTrafficResumes) {
   auto got = RoundTrip(300, 30000);
   ASSERT_EQ(got.size(), 300u) << pmd_->Log();
   ExpectEchoed(got, 30000);
+}
+
+TEST_F(VhostUserDpdkTest, TwoQueuePairsBothCarryTraffic) {
+  StartBackend(/*queues=*/2);
+  Build(",queues=2", ",mq=on,vectors=6");
+  ASSERT_TRUE(drv_->Init(kFeatures | Bit(VIRTIO_NET_F_MQ), /*pairs=*/2, /*max_pairs=*/2));
+  ASSERT_TRUE(drv_->Has(VIRTIO_NET_F_MQ));
+  drv_->FillRx(0, 64);
+  drv_->FillRx(1, 64);
+  // Pair 1's rings are handed over but disabled until the driver asks for two pairs.
+  const std::vector<uint8_t> two = {2, 0};
+  ASSERT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, two),
+            VIRTIO_NET_OK);
+  for (uint16_t pair = 0; pair < 2; ++pair) {
+    auto got = RoundTrip(200, 1000 * (pair + 1), 100, 64, pair);
+    ASSERT_EQ(got.size(), 200u) << "pair " << pair << "\n" << pmd_->Log();
+    ExpectEchoed(got, 1000 * (pair + 1));
+  }
 }
 
 TEST_F(VhostUserDpdkTest, ServerModeWaitsForTheBackendToConnect) {
