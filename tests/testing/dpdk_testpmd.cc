@@ -94,9 +94,12 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::s
   if (!client) unlink(socket.c_str());
   auto pmd = Spawn(std::move(args));
   if (!pmd.ok() || client) return pmd;
-  // Ready when its socket exists.
+  // Ready when its socket exists and forwarding runs. (The socket appears when the port is
+  // configured, before it is started; a frontend that completes the handshake in between can
+  // leave the PMD's queues bound to no device, and nothing is ever forwarded.)
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (access(socket.c_str(), F_OK) != 0) {
+  while (access(socket.c_str(), F_OK) != 0 ||
+         (*pmd)->Log().find("packet forwarding - ports=") == std::string::npos) {
     int status;
     if (waitpid((*pmd)->pid_, &status, WNOHANG) == (*pmd)->pid_) {
       (*pmd)->pid_ = -1;

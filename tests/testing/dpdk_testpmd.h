@@ -33,8 +33,8 @@ class TestPmd {
       "dpdk-testpmd is not installed (apt-get install dpdk dpdk-dev; scripts/setup does)";
   static bool Available();
 
-  // A vhost-user backend serving `socket` (created by testpmd and returned once it exists) with
-  // forwarding `mode`; with `client`, testpmd connects to a socket we listen on instead.
+  // A vhost-user backend serving `socket` (returned once the socket exists and testpmd forwards)
+  // with forwarding `mode`; with `client`, testpmd connects to a socket we listen on instead.
   // `lcores` pins testpmd's main and forwarding cores.
   static absl::StatusOr<std::unique_ptr<TestPmd>> StartVhostBackend(
       const std::string& socket, const std::string& mode, bool client = false,

@@ -101,7 +101,7 @@ class VhostUserDpdkTest : public ::testing::Test {
         if (!drv_->Send(pair, Frame(payload, first_seq + sent + i))) return got;
       }
       sent += batch;
-      const absl::Time deadline = absl::Now() + absl::Seconds(5);
+      const absl::Time deadline = absl::Now() + absl::Seconds(10);
       while (got.size() < sent && absl::Now() < deadline) {
         for (auto& f : drv_->WaitRx(pair, sent - got.size(), absl::Milliseconds(20))) {
           got.push_back(std::move(f));
@@ -175,7 +175,7 @@ TEST_F(VhostUserDpdkTest, ResetTakesTheRingsBackAndReinitWorks) {
   Build();
   ASSERT_TRUE(drv_->Init(kFeatures));
   drv_->FillRx(0, 64);
-  ASSERT_EQ(RoundTrip(100, 0).size(), 100u);
+  ASSERT_EQ(RoundTrip(100, 0).size(), 100u) << pmd_->Log();
   // A driver reset stops the backend's rings (GET_VRING_BASE); a second init starts them again.
   pci_->SetStatus(0);
   drv_ = std::make_unique<VirtioNetDriver>(*pci_, m_->guest_memory(), GuestAddr(0x1000000));
@@ -191,7 +191,7 @@ TEST_F(VhostUserDpdkTest, BackendKilledMidTrafficAndRestartedTrafficResumes) {
   Build();
   ASSERT_TRUE(drv_->Init(kFeatures));
   drv_->FillRx(0, 128);
-  ASSERT_EQ(RoundTrip(200, 0).size(), 200u);
+  ASSERT_EQ(RoundTrip(200, 0).size(), 200u) << pmd_->Log();
   // Mid-traffic: frames in the transmit ring when the backend dies.
   for (uint32_t i = 0; i < 64; ++i) drv_->Send(0, Frame(100, 10000 + i));
   pmd_->Kill();
