@@ -184,6 +184,16 @@ class VirtioNetTapTest : public ::testing::Test {
     }
     return std::nullopt;
   }
+  // 200 UDP datagrams to an echo socket in the namespace, all back intact (after ARP).
+  void EchoTest() {
+    drv_->FillRx(0, 256);
+    EchoServer echo;
+    ASSERT_TRUE(echo.Start(netns_));
+    auto mac = ResolveHost();
+    ASSERT_TRUE(mac.has_value());
+    UdpRoundTrip(*mac, 200);
+    EXPECT_EQ(echo.echoed(), 200);
+  }
   // Resolves the host's MAC with ARP.
   std::optional<Mac> ResolveHost() {
     drv_->Send(0, testing::ArpRequest(kGuestMac, kGuestIp, kHostIp));
@@ -281,13 +291,7 @@ TEST_F(VirtioNetTapTest, IcmpEchoGetsAReply) {
 TEST_F(VirtioNetTapTest, UdpDatagramsToAnEchoSocketAllComeBackIntact) {
   Build();
   ASSERT_TRUE(drv_->Init(kLinuxFeatures));
-  drv_->FillRx(0, 256);
-  EchoServer echo;
-  ASSERT_TRUE(echo.Start(netns_));
-  auto mac = ResolveHost();
-  ASSERT_TRUE(mac.has_value());
-  UdpRoundTrip(*mac, 200);
-  EXPECT_EQ(echo.echoed(), 200);
+  EchoTest();
 }
 
 TEST_F(VirtioNetTapTest, WithoutOffloadsOrMergeableBuffersAndNoVnetHeader) {
@@ -411,13 +415,7 @@ TEST_F(VirtioNetTapTest, VhostNetCarriesTheTrafficWhereTheDeviceExists) {
   Build(",vhost=on");
   ASSERT_TRUE(drv_->Init(kLinuxFeatures));
   EXPECT_EQ(proxy_->net()->counters().Value("vhost_starts"), 1u);
-  drv_->FillRx(0, 256);
-  EchoServer echo;
-  ASSERT_TRUE(echo.Start(netns_));
-  auto mac = ResolveHost();
-  ASSERT_TRUE(mac.has_value());
-  UdpRoundTrip(*mac, 200);
-  EXPECT_EQ(echo.echoed(), 200);
+  EchoTest();
   EXPECT_EQ(proxy_->net()->counters().Value("tx_frames"), 0u);
   EXPECT_EQ(proxy_->net()->counters().Value("rx_frames"), 0u);
   EXPECT_EQ(proxy_->net()->counters().Value("vhost_fallbacks"), 0u);
