@@ -47,7 +47,7 @@
 #include "bus/pci/i440fx.h"
 #include "bus/virtio/virtio_uapi.h"
 #include "bus/virtio/virtqueue.h"
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 #include "hw/virtio/virtio_net.h"
 #include "net/tap.h"
 #include "net/virtio_net_uapi.h"

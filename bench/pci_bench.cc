@@ -13,9 +13,9 @@
 #include "benchmark/benchmark.h"
 #include "bus/pci/pci_device.h"
 #include "bus/pci/pci_regs.h"
-#include "core/guest_memory.h"
-#include "core/machine.h"
-#include "core/memory.h"
+#include "core/memory/guest_memory.h"
+#include "core/qdev/machine.h"
+#include "core/memory/memory.h"
 
 namespace vdev::bench {
 namespace {

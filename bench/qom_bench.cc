@@ -15,9 +15,9 @@
 #include "benchmark/benchmark.h"
 #include "bus/pci/pci_device.h"
 #include "core/base/status_macros.h"
-#include "core/bus.h"
-#include "core/machine.h"
-#include "core/sysbus.h"
+#include "core/qdev/bus.h"
+#include "core/qdev/machine.h"
+#include "core/qdev/sysbus.h"
 #include "qom/object.h"
 
 namespace vdev::bench {

@@ -10,7 +10,7 @@
 #include "benchmark/benchmark.h"
 #include "bus/virtio/virtio_uapi.h"
 #include "bus/virtio/virtqueue.h"
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 #include "tests/testing/virtio_ring.h"
 
 namespace vdev::bench {

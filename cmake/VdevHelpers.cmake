@@ -8,13 +8,27 @@ set(VDEV_ABSL_DEPS
 set(VDEV_LAYER_TARGETS "" CACHE INTERNAL "")
 
 # vdev_cc_library(NAME n SRCS ... DEPS ...): an OBJECT library that becomes part of libvdev.so.
+#
+# The library's headers are reachable only through its own include root,
+# <build>/include/<n>/<folder> -> <source>/<folder> (a symlink), and a library sees exactly its
+# own root and those of its DEPS (transitively: usage requirements are PUBLIC). So an include of a
+# layer that is not a declared dependency is "No such file or directory": DEPS are enforced by the
+# compiler, not by convention. The repo root is never on a library's include path.
 function(vdev_cc_library)
-  cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS;LIBS" ${ARGN})
+  file(RELATIVE_PATH folder ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  set(root ${PROJECT_BINARY_DIR}/include/${ARG_NAME})
+  get_filename_component(parent ${root}/${folder} DIRECTORY)
+  file(MAKE_DIRECTORY ${parent})
+  if(NOT EXISTS ${root}/${folder})
+    file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR} ${root}/${folder} SYMBOLIC)
+  endif()
   add_library(${ARG_NAME} OBJECT ${ARG_SRCS})
-  target_include_directories(${ARG_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
-  target_link_libraries(${ARG_NAME} PUBLIC ${VDEV_ABSL_DEPS} ${ARG_DEPS})
+  target_include_directories(${ARG_NAME} PUBLIC $<BUILD_INTERFACE:${root}>)
+  target_link_libraries(${ARG_NAME} PUBLIC ${VDEV_ABSL_DEPS} ${ARG_DEPS} PRIVATE ${ARG_LIBS})
   target_compile_definitions(${ARG_NAME} PUBLIC VDEV_VERSION_STRING="${PROJECT_VERSION}")
   set(VDEV_LAYER_TARGETS ${VDEV_LAYER_TARGETS} ${ARG_NAME} CACHE INTERNAL "")
+  set_property(GLOBAL APPEND PROPERTY VDEV_LAYER_FOLDERS "${ARG_NAME}=${folder}")
 endfunction()
 
 # vdev_cc_test(NAME n SRCS ... [DEPS ...] [LABELS ...]): a GoogleTest binary registered with ctest.

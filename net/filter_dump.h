@@ -29,7 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/base/counters.h"
 #include "core/base/unique_fd.h"
-#include "core/user_creatable.h"
+#include "qom/user_creatable.h"
 #include "net/net.h"
 #include "net/netdev.h"
 #include "qom/object.h"

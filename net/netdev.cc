@@ -1,6 +1,6 @@
 #include "net/netdev.h"
 
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 
 namespace vdev::net {
 

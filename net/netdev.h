@@ -15,9 +15,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/event_loop.h"
-#include "core/iothread.h"
-#include "core/user_creatable.h"
+#include "core/loop/event_loop.h"
+#include "core/loop/iothread.h"
+#include "qom/user_creatable.h"
 #include "net/net.h"
 #include "qom/object.h"
 

@@ -22,7 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
-#include "core/io_uring.h"
+#include "core/loop/io_uring.h"
 #include "net/vhost_net.h"
 
 namespace vdev::net {

@@ -15,11 +15,11 @@
 #include "absl/strings/str_join.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_info.h"
-#include "core/help.h"
-#include "core/introspect.h"
-#include "core/machine.h"
-#include "core/options.h"
-#include "core/plugin.h"
+#include "core/qdev/help.h"
+#include "core/qdev/introspect.h"
+#include "core/qdev/machine.h"
+#include "core/qdev/options.h"
+#include "core/qdev/plugin.h"
 #include "apps/vdev/serve_qemu.h"
 
 namespace vdev::cli {

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 
 namespace vdev::cli {
 

@@ -8,7 +8,7 @@
 #include "core/base/checked_math.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
-#include "core/irq.h"
+#include "core/memory/irq.h"
 
 namespace vdev::pci {
 namespace {

@@ -15,8 +15,8 @@
 #include <memory>
 
 #include "bus/pci/pci_bus.h"
-#include "core/memory.h"
-#include "core/sysbus.h"
+#include "core/memory/memory.h"
+#include "core/qdev/sysbus.h"
 
 namespace vdev::pci {
 

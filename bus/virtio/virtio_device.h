@@ -35,7 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bus/virtio/virtio_bus.h"
 #include "bus/virtio/virtqueue.h"
-#include "core/device.h"
+#include "core/qdev/device.h"
 
 namespace vdev::virtio {
 

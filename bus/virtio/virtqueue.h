@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 
 namespace vdev::virtio {
 

@@ -5,7 +5,7 @@
 //   vdev -plugin libvdev_example_plugin.so -device example-pci,id=ex0,serial=SN1,rev=3,addr=5
 #include "bus/pci/pci_device.h"
 #include "core/base/status_macros.h"
-#include "core/plugin.h"
+#include "core/qdev/plugin.h"
 
 VDEV_PLUGIN("example");
 

@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 #include "hw/machine/pc.h"
 
 namespace {

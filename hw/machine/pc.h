@@ -6,7 +6,7 @@
 #define VDEV_HW_MACHINE_PC_H_
 
 #include "bus/pci/i440fx.h"
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 
 namespace vdev {
 

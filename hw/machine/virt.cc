@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
-#include "core/fdt.h"
+#include "core/qdev/fdt.h"
 
 namespace vdev {
 namespace {

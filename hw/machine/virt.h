@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bus/pci/gpex.h"
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 #include "hw/virtio/virtio_mmio.h"
 
 namespace vdev {

@@ -24,7 +24,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "bus/pci/pci_device.h"
-#include "core/memory.h"
+#include "core/memory/memory.h"
 
 namespace vdev {
 

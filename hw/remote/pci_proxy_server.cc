@@ -82,7 +82,7 @@ absl::Status PciProxyServer::SyncSysmem(MpqemuMessage& msg) {
   // from there (TAP receive, transmit continuations) are not in the middle of a copy, and the
   // virtqueues re-translate because the generation moves.
   absl::Status result;
-  MainLoopFor(machine_).RunAndWait([&] {
+  machine_.main_loop().RunAndWait([&] {
     GuestMemory& mem = machine_.guest_memory();
     mem.Clear();
     for (size_t i = 0; i < msg.regions.size(); ++i) {

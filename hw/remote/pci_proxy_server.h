@@ -26,9 +26,9 @@
 #include "bus/pci/pci_device.h"
 #include "core/base/counters.h"
 #include "core/base/unique_fd.h"
-#include "core/irq.h"
-#include "core/machine.h"
-#include "core/memory.h"
+#include "core/memory/irq.h"
+#include "core/qdev/machine.h"
+#include "core/memory/memory.h"
 #include "hw/remote/mpqemu.h"
 
 namespace vdev::remote {

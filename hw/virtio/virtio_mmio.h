@@ -15,9 +15,9 @@
 #include "absl/synchronization/mutex.h"
 #include "bus/virtio/virtio_bus.h"
 #include "bus/virtio/virtio_device.h"
-#include "core/irq.h"
-#include "core/memory.h"
-#include "core/sysbus.h"
+#include "core/memory/irq.h"
+#include "core/memory/memory.h"
+#include "core/qdev/sysbus.h"
 
 namespace vdev::virtio {
 

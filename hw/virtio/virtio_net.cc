@@ -9,7 +9,7 @@
 #include "core/base/logging.h"
 #include "hw/virtio/virtio_net_internal.h"
 #include "core/base/status_macros.h"
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 
 namespace vdev::virtio {
 namespace {
@@ -160,7 +160,7 @@ absl::Status VirtIONet::Realize() {
     if (netdev_ != nullptr) netdev_->Release();
     return s;
   }
-  loop_ = netdev_ != nullptr ? &netdev_->loop() : &MainLoopFor(*this);
+  loop_ = netdev_ != nullptr ? &netdev_->loop() : &main_loop();
   tx_frames_ = counters().Get("tx_frames");
   rx_frames_ = counters().Get("rx_frames");
   rx_filtered_ = counters().Get("rx_filtered");

@@ -14,7 +14,7 @@
 #define VDEV_HW_VIRTIO_VIRTIO_RNG_H_
 
 #include "bus/virtio/virtio_device.h"
-#include "core/rng_backend.h"
+#include "core/backends/rng_backend.h"
 #include "hw/virtio/virtio_pci.h"
 
 namespace vdev::virtio {

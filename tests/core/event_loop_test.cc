@@ -1,4 +1,4 @@
-#include "core/event_loop.h"
+#include "core/loop/event_loop.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -13,8 +13,8 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "core/iothread.h"
-#include "core/machine.h"
+#include "core/loop/iothread.h"
+#include "core/qdev/machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_types.h"

@@ -1,7 +1,7 @@
-#include "core/help.h"
+#include "core/qdev/help.h"
 
-#include "core/introspect.h"
-#include "core/machine.h"
+#include "core/qdev/introspect.h"
+#include "core/qdev/machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_types.h"

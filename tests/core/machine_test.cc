@@ -1,6 +1,6 @@
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 
-#include "core/introspect.h"
+#include "core/qdev/introspect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_types.h"
@@ -292,6 +292,30 @@ TEST_F(MachineTest, NetdevAndChardevGroupsNameTheMissingBackend) {
             "Parameter 'type' expects a netdev backend type, got 'user'");
   EXPECT_EQ(machine_->ObjectAdd("chardev", "pty,id=c0").status().message(),
             "Parameter 'backend' expects a chardev backend type, got 'pty'");
+}
+
+TEST(RealizeContextTest, DevicesGetTheMachinesLoopAndChildrenInheritIt) {
+  auto m = Machine::Create("pc");
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto d = (*m)->DeviceAdd("virtio-rng-pci,id=r0");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ((*d)->realize_context(), m->get());
+  EXPECT_EQ(&(*d)->main_loop(), &(*m)->main_loop());
+  // The proxy realizes its virtio backend itself: the backend inherits the proxy's context.
+  auto* backend = qom::DynamicCast<DeviceState>((*d)->FindChild("virtio-backend"));
+  ASSERT_NE(backend, nullptr);
+  EXPECT_EQ(backend->realize_context(), m->get());
+  EXPECT_EQ(&backend->main_loop(), &(*m)->main_loop());
+}
+
+TEST(RealizeContextTest, ADeviceOutsideAnyMachineUsesTheProcessLoop) {
+  auto obj = qom::TypeRegistry::Global().Create(TestDevice::kTypeName);
+  ASSERT_TRUE(obj.ok()) << obj.status();
+  auto* dev = qom::DynamicCast<DeviceState>(obj->get());
+  ASSERT_TRUE(dev->RealizeDevice().ok());
+  EXPECT_EQ(dev->realize_context(), nullptr);
+  EXPECT_EQ(&dev->main_loop(), &ProcessMainLoop());
+  dev->UnrealizeDevice();
 }
 
 TEST(MachineCreateTest, DefaultAndUnknownMachines) {

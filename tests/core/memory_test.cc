@@ -1,5 +1,5 @@
 // GuestMemory, MemoryRegion/AddressSpace dispatch, and interrupt routing.
-#include "core/memory.h"
+#include "core/memory/memory.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -8,8 +8,8 @@
 #include <atomic>
 #include <thread>
 
-#include "core/guest_memory.h"
-#include "core/irq.h"
+#include "core/memory/guest_memory.h"
+#include "core/memory/irq.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

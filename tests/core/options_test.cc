@@ -1,4 +1,4 @@
-#include "core/options.h"
+#include "core/qdev/options.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

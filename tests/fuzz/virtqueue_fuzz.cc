@@ -15,7 +15,7 @@
 #include <memory>
 
 #include "bus/virtio/virtqueue.h"
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 #include "tests/fuzz/virtqueue_fuzz_layout.h"
 
 using vdev::GuestAddr;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "bus/virtio/virtio_uapi.h"
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 #include "tests/fuzz/virtqueue_fuzz_layout.h"
 #include "tests/testing/virtio_ring.h"
 

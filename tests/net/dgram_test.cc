@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/base/unique_fd.h"
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/net/test_nic.h"

@@ -1,7 +1,7 @@
 #include "bus/pci/pci_bridge.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_device.h"
-#include "core/introspect.h"
+#include "core/qdev/introspect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"

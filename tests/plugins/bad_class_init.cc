@@ -1,6 +1,6 @@
 // A plugin whose class_init declares a property twice: the load fails and registers nothing.
-#include "core/device.h"
-#include "core/plugin.h"
+#include "core/qdev/device.h"
+#include "core/qdev/plugin.h"
 
 VDEV_PLUGIN("bad-class-init");
 

@@ -1,7 +1,7 @@
 // A plugin with one good type and one whose name is taken ("pc"): neither may be registered.
-#include "core/device.h"
-#include "core/machine.h"
-#include "core/plugin.h"
+#include "core/qdev/device.h"
+#include "core/qdev/machine.h"
+#include "core/qdev/plugin.h"
 
 VDEV_PLUGIN("bad-duplicate");
 

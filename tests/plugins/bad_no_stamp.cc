@@ -1,5 +1,5 @@
 // A plugin without VDEV_PLUGIN: its types must not be accepted.
-#include "core/device.h"
+#include "core/qdev/device.h"
 
 namespace {
 class NoStampDevice : public vdev::DeviceState {

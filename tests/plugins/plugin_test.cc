@@ -1,10 +1,10 @@
-#include "core/plugin.h"
+#include "core/qdev/plugin.h"
 
 #include <fstream>
 
 #include "bus/pci/pci_device.h"
-#include "core/help.h"
-#include "core/machine.h"
+#include "core/qdev/help.h"
+#include "core/qdev/machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "qom/object.h"

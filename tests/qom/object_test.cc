@@ -1,6 +1,6 @@
 #include "qom/object.h"
 
-#include "core/introspect.h"
+#include "core/qdev/introspect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_types.h"

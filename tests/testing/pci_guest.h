@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/memory.h"
+#include "core/memory/memory.h"
 
 namespace vdev::testing {
 

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "core/base/unique_fd.h"
-#include "core/bus.h"
-#include "core/machine.h"
-#include "core/sysbus.h"
-#include "core/user_creatable.h"
+#include "core/qdev/bus.h"
+#include "core/qdev/machine.h"
+#include "core/qdev/sysbus.h"
+#include "qom/user_creatable.h"
 #include "qom/object.h"
 
 namespace vdev::testing {

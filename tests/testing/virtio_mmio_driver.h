@@ -18,8 +18,8 @@
 #include <memory>
 #include <optional>
 
-#include "core/guest_memory.h"
-#include "core/memory.h"
+#include "core/memory/guest_memory.h"
+#include "core/memory/memory.h"
 #include "tests/testing/virtio_ring.h"
 
 namespace vdev::testing {

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 #include "net/virtio_net_uapi.h"
 #include "tests/testing/virtio_pci_driver.h"
 #include "tests/testing/virtio_ring.h"

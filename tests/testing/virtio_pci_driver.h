@@ -20,9 +20,9 @@
 #include <memory>
 #include <optional>
 
-#include "core/guest_memory.h"
-#include "core/machine.h"
-#include "core/memory.h"
+#include "core/memory/guest_memory.h"
+#include "core/qdev/machine.h"
+#include "core/memory/memory.h"
 #include "tests/testing/pci_guest.h"
 #include "tests/testing/virtio_ring.h"
 

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 
 namespace vdev::testing {
 

@@ -8,7 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/machine.h"
+#include "core/qdev/machine.h"
 #include "net/virtio_net_uapi.h"
 
 namespace vdev::vhost {

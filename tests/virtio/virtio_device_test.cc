@@ -6,8 +6,8 @@
 
 #include "bus/virtio/virtio_uapi.h"
 #include "core/base/status_macros.h"
-#include "core/machine.h"
-#include "core/sysbus.h"
+#include "core/qdev/machine.h"
+#include "core/qdev/sysbus.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/virtio_ring.h"

@@ -32,8 +32,8 @@
 
 #include "absl/status/statusor.h"
 #include "bus/virtio/virtqueue.h"
-#include "core/event_loop.h"
-#include "core/guest_memory.h"
+#include "core/loop/event_loop.h"
+#include "core/memory/guest_memory.h"
 
 namespace vdev::vhost {
 

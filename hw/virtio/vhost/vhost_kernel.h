@@ -29,7 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/base/unique_fd.h"
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 #include "hw/virtio/vhost/vhost_dev.h"
 #include "net/vhost_net.h"  // OpenVhostNet
 

@@ -27,7 +27,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/base/unique_fd.h"
-#include "core/guest_memory.h"
+#include "core/memory/guest_memory.h"
 
 namespace vdev::vhost {
 

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "core/chardev.h"
+#include "core/backends/chardev.h"
 #include "hw/virtio/vhost/vhost_dev.h"
 #include "hw/virtio/vhost/vhost_user.h"
 #include "net/netdev.h"
