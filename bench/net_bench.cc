@@ -48,7 +48,7 @@
 #include "bus/virtio/virtio_uapi.h"
 #include "bus/virtio/virtqueue.h"
 #include "core/qdev/machine.h"
-#include "hw/virtio/virtio_net.h"
+#include "hw/net/virtio_net/pci.h"
 #include "net/tap.h"
 #include "net/virtio_net_uapi.h"
 #include "tests/testing/dpdk_testpmd.h"

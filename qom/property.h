@@ -11,6 +11,8 @@
 //     k.AddProperty(qom::Prop("mac", &VirtIONet::mac_, MacAddress{}, "MAC address"));
 //     k.AddProperty(qom::EnumProp("vhost", &Tap::vhost_, OnOffAuto::kAuto, kOnOffAutoNames,
 //                                 "use vhost"));
+//     k.AddProperty(qom::BitProp("csum", &VirtIONet::host_features_, VIRTIO_NET_F_CSUM, true,
+//                                "checksum offload"));
 //   }
 //
 // Instance properties are added to one object at run time (Object::AddInstanceProperty).
@@ -239,6 +241,44 @@ PropertyInfo Prop(std::string name, V Owner::*member, V default_value, std::stri
   p.get = [member](const Object& o) { return C::Print(internal::OwnerOf<Owner>(o).*member); };
   p.init = [member, default_value](Object& o) {
     internal::OwnerOf<Owner>(o).*member = default_value;
+    return absl::OkStatus();
+  };
+  p.name = std::move(name);
+  return p;
+}
+
+// A bool property backed by bit `bit` of the unsigned field `word` (QEMU's DEFINE_PROP_BIT64):
+// several switches share one word, typically the feature bits a device offers, so the word is
+// the device's state and the properties are only its spelling.
+//
+//   k.AddProperty(qom::BitProp("mrg_rxbuf", &VirtIONet::host_features_, VIRTIO_NET_F_MRG_RXBUF,
+//                              true, "mergeable receive buffers"));
+template <typename Owner, typename W>
+PropertyInfo BitProp(std::string name, W Owner::*word, unsigned bit, bool default_value,
+                     std::string description) {
+  static_assert(std::is_unsigned_v<W> && !std::is_same_v<W, bool>);
+  using C = Codec<bool>;
+  const W mask = W{1} << bit;
+  PropertyInfo p;
+  p.type = C::kType;
+  p.description = std::move(description);
+  p.default_value = C::Print(default_value);
+  auto store = [word, mask](Object& o, bool on) {
+    W& w = internal::OwnerOf<Owner>(o).*word;
+    w = on ? (w | mask) : (w & ~mask);
+  };
+  p.set = [store, n = name](Object& o, absl::string_view text) -> absl::Status {
+    bool v = false;
+    std::string expects;
+    if (!C::Parse(text, &v, &expects)) return BadValueError(n, expects, text);
+    store(o, v);
+    return absl::OkStatus();
+  };
+  p.get = [word, mask](const Object& o) {
+    return C::Print((internal::OwnerOf<Owner>(o).*word & mask) != 0);
+  };
+  p.init = [store, default_value](Object& o) {
+    store(o, default_value);
     return absl::OkStatus();
   };
   p.name = std::move(name);

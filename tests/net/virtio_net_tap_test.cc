@@ -23,7 +23,7 @@
 #include "bus/virtio/virtio_uapi.h"
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"
-#include "hw/virtio/virtio_net.h"
+#include "hw/net/virtio_net/pci.h"
 #include "net/tap.h"
 #include "tests/testing/net_frames.h"
 #include "tests/testing/pci_guest.h"

@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"
-#include "hw/virtio/virtio_net.h"
+#include "hw/net/virtio_net/pci.h"
 #include "net/loopback.h"
 #include "tests/testing/net_frames.h"
 #include "tests/testing/pci_guest.h"

@@ -49,6 +49,20 @@ TEST_F(PropertyTest, BoolAcceptsAllSpellings) {
   EXPECT_EQ(Set("flag", "maybe").message(), "Parameter 'flag' expects 'on' or 'off', got 'maybe'");
 }
 
+TEST_F(PropertyTest, BitPropertiesShareOneWord) {
+  EXPECT_EQ(dev_->bits, 1u);  // only the defaults' bits, nothing else
+  EXPECT_EQ(Get("bit0"), "on");
+  EXPECT_EQ(Get("bit40"), "off");
+  EXPECT_EQ(obj_->object_class().FindProperty("bit40")->type, "bool");
+  ASSERT_TRUE(Set("bit40", "on").ok());
+  EXPECT_EQ(dev_->bits, (uint64_t{1} << 40) | 1u);
+  ASSERT_TRUE(Set("bit0", "off").ok());
+  EXPECT_EQ(dev_->bits, uint64_t{1} << 40);
+  EXPECT_EQ(Get("bit0"), "off");
+  EXPECT_EQ(Set("bit0", "2").message(), "Parameter 'bit0' expects 'on' or 'off', got '2'");
+  EXPECT_EQ(dev_->bits, uint64_t{1} << 40);  // a bad value changes nothing
+}
+
 TEST_F(PropertyTest, UnsignedIntegersTakeDecimalAndHexWithinRange) {
   ASSERT_TRUE(Set("u8", "255").ok());
   EXPECT_EQ(dev_->u8, 255);

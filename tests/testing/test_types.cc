@@ -79,6 +79,8 @@ void TestDevice::ClassInit(DeviceClass& k) {
   qom::PropertyInfo knob = qom::Prop("knob", &TestDevice::knob, uint32_t{0}, "runtime-settable");
   knob.runtime_settable = true;
   k.AddProperty(std::move(knob));
+  k.AddProperty(qom::BitProp("bit0", &TestDevice::bits, 0, true, "bit 0 of bits"));
+  k.AddProperty(qom::BitProp("bit40", &TestDevice::bits, 40, false, "bit 40 of bits"));
   k.AddProperty(qom::Prop("fail-realize", &TestDevice::fail_realize, false, "fail Realize()"));
   k.AddProperty(qom::LinkProp("backend", &TestDevice::backend, "a test-object"));
 }

@@ -81,6 +81,7 @@ class TestDevice : public DeviceState {
   qom::PciDevFn addr;
   qom::Size size;
   uint32_t knob = 0;  // runtime-settable
+  uint64_t bits = 0;  // bit properties "bit0" (default on) and "bit40" (default off)
   bool fail_realize = false;
   TestObject* backend = nullptr;
   UniqueFd resource;  // held while realized

@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"
 #include "hw/virtio/vhost/vhost_user_netdev.h"
-#include "hw/virtio/virtio_net.h"
+#include "hw/net/virtio_net/pci.h"
 #include "tests/testing/dpdk_testpmd.h"
 #include "tests/testing/net_frames.h"
 #include "tests/testing/open_fds.h"

@@ -19,7 +19,7 @@
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"
 #include "hw/virtio/vhost/vhost_user_netdev.h"
-#include "hw/virtio/virtio_net.h"
+#include "hw/net/virtio_net/pci.h"
 #include "tests/testing/open_fds.h"
 #include "tests/testing/pci_guest.h"
 #include "tests/testing/virtio_net_driver.h"

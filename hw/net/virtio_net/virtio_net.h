@@ -25,8 +25,8 @@
 //
 // Thread-safety: the data path runs under the device's lock, from vCPU threads (kicks) and from
 // the backend's loop (receive, transmit completions, continuations).
-#ifndef VDEV_HW_VIRTIO_VIRTIO_NET_H_
-#define VDEV_HW_VIRTIO_VIRTIO_NET_H_
+#ifndef VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_H_
+#define VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_H_
 
 #include <array>
 #include <atomic>
@@ -37,7 +37,6 @@
 
 #include "bus/virtio/virtio_device.h"
 #include "hw/virtio/vhost/vhost_dev.h"
-#include "hw/virtio/virtio_pci.h"
 #include "net/net.h"
 #include "net/netdev.h"
 #include "qom/property.h"
@@ -155,6 +154,7 @@ class VirtIONet : public VirtIODevice {
   void ApplyOffloads(uint64_t offloads) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void LinkChanged();
+  bool has_ctrl_vq() const;  // the ctrl_vq switch is on
 
   // vhost (virtio_net_vhost.cc): the data queues are served by the backend's data plane.
   class VhostGlue;
@@ -175,13 +175,9 @@ class VirtIONet : public VirtIODevice {
   // Properties.
   qom::MacAddress mac_prop_{};
   net::Netdev* netdev_ = nullptr;
-  bool mq_ = false;
-  bool csum_ = true, guest_csum_ = true;
-  bool host_tso4_ = true, host_tso6_ = true, host_ecn_ = true, host_ufo_ = true;
-  bool guest_tso4_ = true, guest_tso6_ = true, guest_ecn_ = true, guest_ufo_ = true;
-  bool mrg_rxbuf_ = true, status_ = true, ctrl_vq_ = true, ctrl_rx_ = true, ctrl_vlan_ = true;
-  bool ctrl_rx_extra_ = true, ctrl_mac_addr_ = true, ctrl_guest_offloads_ = true;
-  bool guest_announce_ = true;
+  // The features the user left on (one bit property each, `mq`, `csum`, ...); DeviceFeatures()
+  // drops what the backend or the other switches rule out.
+  uint64_t host_features_ = 0;
   uint16_t host_mtu_ = 0;
   int32_t speed_ = -1;
   std::string duplex_;
@@ -222,17 +218,6 @@ class VirtIONet : public VirtIODevice {
   RxFilter filter_ ABSL_GUARDED_BY(mu_);
 };
 
-// The PCI binding (QEMU's virtio-net-pci): a proxy whose backend is a virtio-net-device, with
-// every virtio-net property forwarded.
-class VirtIONetPCI : public VirtIOPCIProxy {
- public:
-  static constexpr char kTypeName[] = "virtio-net-pci";
-  using Parent = VirtIOPCIProxy;
-  static void ClassInit(VirtIOPCIProxyClass& k);
-
-  VirtIONet* net() const { return static_cast<VirtIONet*>(vdev()); }
-};
-
 }  // namespace vdev::virtio
 
-#endif  // VDEV_HW_VIRTIO_VIRTIO_NET_H_
+#endif  // VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_H_

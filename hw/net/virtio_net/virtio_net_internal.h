@@ -1,14 +1,14 @@
 // Internals shared by the parts of virtio-net (virtio_net.cc, virtio_net_rx.cc,
 // virtio_net_ctrl.cc). Not for use outside hw/virtio.
-#ifndef VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_
-#define VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_
+#ifndef VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_INTERNAL_H_
+#define VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_INTERNAL_H_
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "bus/virtio/virtio_uapi.h"
-#include "hw/virtio/virtio_net.h"
+#include "hw/net/virtio_net/virtio_net.h"
 #include "net/virtio_net_uapi.h"
 
 namespace vdev::virtio {
@@ -25,6 +25,11 @@ constexpr uint64_t kNeedVnetHdr = kGuestOffloads | Bit(VIRTIO_NET_F_CSUM) |
                                   Bit(VIRTIO_NET_F_HOST_ECN) | Bit(VIRTIO_NET_F_HOST_UFO) |
                                   Bit(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS);
 
+// Everything that needs the control queue.
+constexpr uint64_t kNeedCtrlVq = Bit(VIRTIO_NET_F_CTRL_RX) | Bit(VIRTIO_NET_F_CTRL_VLAN) |
+                                 Bit(VIRTIO_NET_F_CTRL_RX_EXTRA) | Bit(VIRTIO_NET_F_CTRL_MAC_ADDR) |
+                                 Bit(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) |
+                                 Bit(VIRTIO_NET_F_GUEST_ANNOUNCE) | Bit(VIRTIO_NET_F_MQ);
 constexpr size_t kEthHeader = 14;
 constexpr uint64_t kMaxTxFrame = 65535 + 14 + 4;  // a 64 KiB GSO frame and its Ethernet header
 // Control payloads are copied out of the ring: bounded (a MAC table larger than the device's
@@ -100,4 +105,4 @@ class VirtIONet::VhostGlue : public vhost::VhostListener {
 
 }  // namespace vdev::virtio
 
-#endif  // VDEV_HW_VIRTIO_VIRTIO_NET_INTERNAL_H_
+#endif  // VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_INTERNAL_H_

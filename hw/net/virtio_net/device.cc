@@ -1,4 +1,9 @@
-#include "hw/virtio/virtio_net.h"
+// virtio-net (VIRTIO 1.2 §5.1): the device — properties, realize, feature negotiation, the config
+// space, start/stop/reset, and the kick dispatch. Transmit is tx.cc, receive rx.cc, the control
+// queue ctrl.cc, vhost hand-over vhost.cc, the PCI binding pci.cc.
+//
+//   -netdev tap,id=n0 -device virtio-net-device,netdev=n0   (on a virtio-mmio transport)
+#include "hw/net/virtio_net/virtio_net.h"
 
 #include <algorithm>
 #include <atomic>
@@ -7,9 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/base/logging.h"
-#include "hw/virtio/virtio_net_internal.h"
+#include "hw/net/virtio_net/virtio_net_internal.h"
 #include "core/base/status_macros.h"
-#include "core/qdev/machine.h"
 
 namespace vdev::virtio {
 namespace {
@@ -26,31 +30,42 @@ void VirtIONet::ClassInit(VirtIODeviceClass& k) {
   k.AddProperty(qom::Prop("mac", &VirtIONet::mac_prop_, qom::MacAddress{},
                           "MAC address (default: 52:54:00:12:34:56 + n)"));
   k.AddProperty(qom::LinkProp("netdev", &VirtIONet::netdev_, "the backend (-netdev id)"));
-  k.AddProperty(qom::Prop("mq", &VirtIONet::mq_, false,
-                          "multiqueue: one queue pair per backend queue (MQ)"));
-  auto feature = [&k](const char* name, bool VirtIONet::*m, const char* what) {
-    k.AddProperty(qom::Prop(name, m, true, what));
+  // The feature switches: one bit each of the feature word the device offers (QEMU's
+  // DEFINE_PROP_BIT64 on host_features), QEMU's names and defaults.
+  struct FeatureSwitch {
+    const char* name;
+    unsigned bit;
+    bool on;
+    const char* what;
   };
-  feature("csum", &VirtIONet::csum_, "guest may send partially checksummed frames (CSUM)");
-  feature("guest_csum", &VirtIONet::guest_csum_, "partially checksummed frames to the guest (GUEST_CSUM)");
-  feature("host_tso4", &VirtIONet::host_tso4_, "TSO over IPv4 from the guest (HOST_TSO4)");
-  feature("host_tso6", &VirtIONet::host_tso6_, "TSO over IPv6 from the guest (HOST_TSO6)");
-  feature("host_ecn", &VirtIONet::host_ecn_, "TSO with ECN from the guest (HOST_ECN)");
-  feature("host_ufo", &VirtIONet::host_ufo_, "UFO from the guest (HOST_UFO)");
-  feature("guest_tso4", &VirtIONet::guest_tso4_, "TSO over IPv4 to the guest (GUEST_TSO4)");
-  feature("guest_tso6", &VirtIONet::guest_tso6_, "TSO over IPv6 to the guest (GUEST_TSO6)");
-  feature("guest_ecn", &VirtIONet::guest_ecn_, "TSO with ECN to the guest (GUEST_ECN)");
-  feature("guest_ufo", &VirtIONet::guest_ufo_, "UFO to the guest (GUEST_UFO)");
-  feature("mrg_rxbuf", &VirtIONet::mrg_rxbuf_, "mergeable receive buffers (MRG_RXBUF)");
-  feature("status", &VirtIONet::status_, "link status in config space (STATUS)");
-  feature("ctrl_vq", &VirtIONet::ctrl_vq_, "control queue (CTRL_VQ)");
-  feature("ctrl_rx", &VirtIONet::ctrl_rx_, "RX mode and MAC table commands (CTRL_RX)");
-  feature("ctrl_vlan", &VirtIONet::ctrl_vlan_, "VLAN filter commands (CTRL_VLAN)");
-  feature("ctrl_rx_extra", &VirtIONet::ctrl_rx_extra_, "extra RX modes (CTRL_RX_EXTRA)");
-  feature("ctrl_mac_addr", &VirtIONet::ctrl_mac_addr_, "MAC address command (CTRL_MAC_ADDR)");
-  feature("ctrl_guest_offloads", &VirtIONet::ctrl_guest_offloads_,
-          "offload switching command (CTRL_GUEST_OFFLOADS)");
-  feature("guest_announce", &VirtIONet::guest_announce_, "guest announces itself (GUEST_ANNOUNCE)");
+  static constexpr FeatureSwitch kSwitches[] = {
+      {"mq", VIRTIO_NET_F_MQ, false, "multiqueue: one queue pair per backend queue (MQ)"},
+      {"csum", VIRTIO_NET_F_CSUM, true, "guest may send partially checksummed frames (CSUM)"},
+      {"guest_csum", VIRTIO_NET_F_GUEST_CSUM, true,
+       "partially checksummed frames to the guest (GUEST_CSUM)"},
+      {"host_tso4", VIRTIO_NET_F_HOST_TSO4, true, "TSO over IPv4 from the guest (HOST_TSO4)"},
+      {"host_tso6", VIRTIO_NET_F_HOST_TSO6, true, "TSO over IPv6 from the guest (HOST_TSO6)"},
+      {"host_ecn", VIRTIO_NET_F_HOST_ECN, true, "TSO with ECN from the guest (HOST_ECN)"},
+      {"host_ufo", VIRTIO_NET_F_HOST_UFO, true, "UFO from the guest (HOST_UFO)"},
+      {"guest_tso4", VIRTIO_NET_F_GUEST_TSO4, true, "TSO over IPv4 to the guest (GUEST_TSO4)"},
+      {"guest_tso6", VIRTIO_NET_F_GUEST_TSO6, true, "TSO over IPv6 to the guest (GUEST_TSO6)"},
+      {"guest_ecn", VIRTIO_NET_F_GUEST_ECN, true, "TSO with ECN to the guest (GUEST_ECN)"},
+      {"guest_ufo", VIRTIO_NET_F_GUEST_UFO, true, "UFO to the guest (GUEST_UFO)"},
+      {"mrg_rxbuf", VIRTIO_NET_F_MRG_RXBUF, true, "mergeable receive buffers (MRG_RXBUF)"},
+      {"status", VIRTIO_NET_F_STATUS, true, "link status in config space (STATUS)"},
+      {"ctrl_vq", VIRTIO_NET_F_CTRL_VQ, true, "control queue (CTRL_VQ)"},
+      {"ctrl_rx", VIRTIO_NET_F_CTRL_RX, true, "RX mode and MAC table commands (CTRL_RX)"},
+      {"ctrl_vlan", VIRTIO_NET_F_CTRL_VLAN, true, "VLAN filter commands (CTRL_VLAN)"},
+      {"ctrl_rx_extra", VIRTIO_NET_F_CTRL_RX_EXTRA, true, "extra RX modes (CTRL_RX_EXTRA)"},
+      {"ctrl_mac_addr", VIRTIO_NET_F_CTRL_MAC_ADDR, true, "MAC address command (CTRL_MAC_ADDR)"},
+      {"ctrl_guest_offloads", VIRTIO_NET_F_CTRL_GUEST_OFFLOADS, true,
+       "offload switching command (CTRL_GUEST_OFFLOADS)"},
+      {"guest_announce", VIRTIO_NET_F_GUEST_ANNOUNCE, true,
+       "guest announces itself (GUEST_ANNOUNCE)"},
+  };
+  for (const FeatureSwitch& f : kSwitches) {
+    k.AddProperty(qom::BitProp(f.name, &VirtIONet::host_features_, f.bit, f.on, f.what));
+  }
   k.AddProperty(qom::Prop("host_mtu", &VirtIONet::host_mtu_, uint16_t{0},
                           "MTU advised to the guest (MTU; 0: not offered)"));
   k.AddProperty(qom::Prop("speed", &VirtIONet::speed_, int32_t{-1},
@@ -120,7 +135,7 @@ absl::Status VirtIONet::Realize() {
       return absl::FailedPreconditionError(
           absl::StrCat(ctx, ": netdev '", netdev_->name(), "' has no queues"));
     }
-    if (mq_) {
+    if (host_features_ & Bit(VIRTIO_NET_F_MQ)) {
       npairs = netdev_->num_queues();
     } else if (netdev_->num_queues() > 1) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -178,7 +193,7 @@ absl::Status VirtIONet::Realize() {
     };
     pairs_.push_back(std::move(p));
   }
-  if (ctrl_vq_) AddQueue(64);
+  if (has_ctrl_vq()) AddQueue(64);
   {
     absl::MutexLock l(&mu_);
     ResetState();
@@ -205,37 +220,17 @@ void VirtIONet::Unrealize() {
   if (netdev_ != nullptr) netdev_->Release();
 }
 
+bool VirtIONet::has_ctrl_vq() const { return host_features_ & Bit(VIRTIO_NET_F_CTRL_VQ); }
+
 bool VirtIONet::PeerHasVnetHdr() const { return has_vnet_hdr_; }
 bool VirtIONet::PeerHasUfo() const { return has_ufo_; }
 
 uint64_t VirtIONet::DeviceFeatures() const {
-  uint64_t f = Bit(VIRTIO_NET_F_MAC) | Bit(VIRTIO_NET_F_SPEED_DUPLEX);
-  auto add = [&f](bool on, unsigned bit) {
-    if (on) f |= Bit(bit);
-  };
-  add(csum_, VIRTIO_NET_F_CSUM);
-  add(guest_csum_, VIRTIO_NET_F_GUEST_CSUM);
-  add(host_tso4_, VIRTIO_NET_F_HOST_TSO4);
-  add(host_tso6_, VIRTIO_NET_F_HOST_TSO6);
-  add(host_ecn_, VIRTIO_NET_F_HOST_ECN);
-  add(host_ufo_, VIRTIO_NET_F_HOST_UFO);
-  add(guest_tso4_, VIRTIO_NET_F_GUEST_TSO4);
-  add(guest_tso6_, VIRTIO_NET_F_GUEST_TSO6);
-  add(guest_ecn_, VIRTIO_NET_F_GUEST_ECN);
-  add(guest_ufo_, VIRTIO_NET_F_GUEST_UFO);
-  add(mrg_rxbuf_, VIRTIO_NET_F_MRG_RXBUF);
-  add(status_, VIRTIO_NET_F_STATUS);
-  add(ctrl_vq_, VIRTIO_NET_F_CTRL_VQ);
-  if (ctrl_vq_) {
-    add(ctrl_rx_, VIRTIO_NET_F_CTRL_RX);
-    add(ctrl_vlan_, VIRTIO_NET_F_CTRL_VLAN);
-    add(ctrl_rx_ && ctrl_rx_extra_, VIRTIO_NET_F_CTRL_RX_EXTRA);
-    add(ctrl_mac_addr_, VIRTIO_NET_F_CTRL_MAC_ADDR);
-    add(ctrl_guest_offloads_, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS);
-    add(guest_announce_, VIRTIO_NET_F_GUEST_ANNOUNCE);
-    add(mq_ && num_pairs_ > 1, VIRTIO_NET_F_MQ);
-  }
-  add(host_mtu_ != 0, VIRTIO_NET_F_MTU);
+  uint64_t f = host_features_ | Bit(VIRTIO_NET_F_MAC) | Bit(VIRTIO_NET_F_SPEED_DUPLEX);
+  if (!(f & Bit(VIRTIO_NET_F_CTRL_VQ))) f &= ~kNeedCtrlVq;
+  if (!(f & Bit(VIRTIO_NET_F_CTRL_RX))) f &= ~Bit(VIRTIO_NET_F_CTRL_RX_EXTRA);
+  if (num_pairs_ <= 1) f &= ~Bit(VIRTIO_NET_F_MQ);
+  if (host_mtu_ != 0) f |= Bit(VIRTIO_NET_F_MTU);
   // Offloads only when the backend takes headers (the frames would be lost otherwise).
   if (!PeerHasVnetHdr()) f &= ~kNeedVnetHdr;
   if (!PeerHasUfo()) f &= ~(Bit(VIRTIO_NET_F_HOST_UFO) | Bit(VIRTIO_NET_F_GUEST_UFO));
@@ -414,7 +409,7 @@ void VirtIONet::Announce() {
 
 void VirtIONet::HandleQueue(uint16_t index) {
   const size_t ctrl = 2 * pairs_.size();
-  if (ctrl_vq_ && index == ctrl) {
+  if (has_ctrl_vq() && index == ctrl) {
     HandleCtrl(queue(index));
     return;
   }
@@ -442,152 +437,6 @@ void VirtIONet::ScheduleRxFlush(size_t pair) {
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Transmit
-
-bool VirtIONet::ValidTxHeader(const uint8_t* raw, uint64_t frame_len) {
-  virtio_net_hdr h;
-  std::memcpy(&h, raw, sizeof(h));
-  const uint8_t gso = h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
-  if (h.flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) return false;
-  if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-    if (!negotiated(VIRTIO_NET_F_CSUM)) return false;
-    if (uint64_t{h.csum_start} + h.csum_offset + 2 > frame_len) return false;
-  }
-  if (gso == VIRTIO_NET_HDR_GSO_NONE) return !(h.gso_type & VIRTIO_NET_HDR_GSO_ECN);
-  unsigned need;
-  switch (gso) {
-    case VIRTIO_NET_HDR_GSO_TCPV4: need = VIRTIO_NET_F_HOST_TSO4; break;
-    case VIRTIO_NET_HDR_GSO_TCPV6: need = VIRTIO_NET_F_HOST_TSO6; break;
-    case VIRTIO_NET_HDR_GSO_UDP: need = VIRTIO_NET_F_HOST_UFO; break;
-    default: return false;
-  }
-  if (!negotiated(need)) return false;
-  if ((h.gso_type & VIRTIO_NET_HDR_GSO_ECN) && !negotiated(VIRTIO_NET_F_HOST_ECN)) return false;
-  if (h.gso_size == 0 || !(h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) return false;
-  return h.hdr_len <= frame_len;
-}
-
-void VirtIONet::FlushTx(size_t pair) {
-  Pair& p = pairs_[pair];
-  VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair + 1));
-  if (p.tx_waiting || !running() || !dma_allowed()) return;
-  VirtQueueElement& e = p.tx_elem;
-  uint8_t hdr[sizeof(virtio_net_hdr_mrg_rxbuf)];
-  std::vector<iovec>& iov = p.tx_iov;
-  uint32_t sent = 0;
-  uint16_t done = 0;  // completions filled, published together
-  bool more = false;
-  // The backend may batch the frames (one system call); their buffers stay the guest's until the
-  // batch ends, so it ends before every publication of used buffers.
-  // (The peer is read once: Begin and End go to the same client.)
-  net::NetClientState* const peer = p.nc->peer();
-  auto begin = [peer] {
-    if (peer != nullptr) peer->ReceiveBatchBegin();
-  };
-  auto end = [peer] {
-    if (peer != nullptr) peer->ReceiveBatchEnd();
-  };
-  begin();
-  for (;;) {
-    if (done >= kTxHeaders) {
-      end();
-      vq->Flush(done);
-      done = 0;
-      begin();
-    }
-    if (sent >= tx_burst_) {
-      more = true;
-      break;
-    }
-    const PopResult r = vq->Pop(&e);
-    if (r == PopResult::kBroken) {
-      end();
-      vq->Flush(done);
-      MarkNeedsReset(absl::StrCat("transmit queue ", 2 * pair + 1, ": ", vq->broken_reason()));
-      return;
-    }
-    if (r == PopResult::kEmpty) {
-      // Ask for kicks again, then look once more (a frame added in between would be missed).
-      vq->SetNotification(true);
-      if (vq->Empty()) break;
-      vq->SetNotification(false);
-      continue;
-    }
-    ++sent;
-    const uint64_t hlen = guest_hdr_len_;
-    if (e.in_len != 0 || e.out_len < hlen + kEthHeader || e.out_len > hlen + kMaxTxFrame ||
-        e.out.size() > kMaxIov) {
-      VDEV_LOG_GUEST_ERROR(counters(), "tx_bad_frame",
-                           "%s: transmit buffer of %u bytes (%u writable) dropped", DisplayName(),
-                           e.out_len, e.in_len);
-      vq->Fill(e, 0, done++);
-      continue;
-    }
-    CopyFromIov(e.out, 0, hdr, hlen);
-    const uint64_t frame_len = e.out_len - hlen;
-    if (!ValidTxHeader(hdr, frame_len)) {
-      VDEV_LOG_GUEST_ERROR(counters(), "tx_bad_header",
-                           "%s: transmit header flags 0x%x gso 0x%x dropped", DisplayName(),
-                           hdr[0], hdr[1]);
-      vq->Fill(e, 0, done++);
-      continue;
-    }
-    iov.clear();
-    if (host_hdr_len_ == static_cast<int>(hlen)) {
-      // The header we validated, not the guest's copy (which it may rewrite meanwhile), then the
-      // frame from guest memory.
-      uint8_t* h = p.tx_hdrs[done].data();
-      std::memcpy(h, hdr, hlen);
-      iov.push_back({h, hlen});
-    }
-    AppendIov(e.out, hlen, &iov);  // a backend without headers gets the frame alone
-    const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
-    vq->Fill(e, 0, done++);
-    tx_frames_->Add(1);
-    tx_bytes_->Add(frame_len);
-    if (ret == 0) {
-      // Queued at the backend: hold the queue until it took the frame.
-      p.tx_waiting = true;
-      vq->SetNotification(false);
-      break;
-    }
-  }
-  end();
-  vq->Flush(done);
-  NotifyQueue(static_cast<uint16_t>(2 * pair + 1));
-  if (more && !p.tx_scheduled) {
-    // Bounded work per turn: the rest from the loop (the guest need not kick again).
-    vq->SetNotification(false);
-    p.tx_scheduled = true;
-    loop_->Post([this, pair, alive = alive_] {
-      if (!alive->load()) return;
-      absl::MutexLock l(&mu_);
-      pairs_[pair].tx_scheduled = false;
-      FlushTx(pair);
-    });
-  }
-}
-
-void VirtIONet::TxComplete(size_t pair) {
-  absl::MutexLock l(&mu_);
-  if (pair >= pairs_.size()) return;
-  pairs_[pair].tx_waiting = false;
-  if (!running()) return;
-  queue(static_cast<uint16_t>(2 * pair + 1))->SetNotification(true);
-  FlushTx(pair);
-}
-
-void VirtIONetPCI::ClassInit(VirtIOPCIProxyClass& k) {
-  k.description = "virtio network device over PCI";
-  k.category = DeviceCategory::kNetwork;
-  k.class_id = 0x0200;  // Ethernet controller
-  k.backend_type = VirtIONet::kTypeName;
-  k.ForwardBackendProperties();
-  k.SetPropertyDefault("vectors", "3");
-}
-
 VDEV_REGISTER_TYPE(VirtIONet);
-VDEV_REGISTER_TYPE(VirtIONetPCI);
 
 }  // namespace vdev::virtio

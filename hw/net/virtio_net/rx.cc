@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/base/logging.h"
-#include "hw/virtio/virtio_net_internal.h"
+#include "hw/net/virtio_net/virtio_net_internal.h"
 
 namespace vdev::virtio {
 

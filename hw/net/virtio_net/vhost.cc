@@ -5,7 +5,7 @@
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
 #include "hw/virtio/vhost/vhost_kernel.h"
-#include "hw/virtio/virtio_net_internal.h"
+#include "hw/net/virtio_net/virtio_net_internal.h"
 #include "net/tap.h"
 
 namespace vdev::virtio {
