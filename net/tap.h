@@ -45,7 +45,6 @@ class Tap : public Netdev {
   int vhost_fd(size_t queue) const;
 
  private:
-  class Client;
   absl::Status OpenQueues();
   absl::Status OpenVhost();
 

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bus/virtio/virtio_uapi.h"
+#include "core/base/byte_order.h"
 #include "core/base/checked_math.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
@@ -255,9 +256,7 @@ uint32_t VirtIODevice::ConfigRead(uint32_t offset, int size) {
     return 0xffffffffu;
   }
   UpdateConfig(config_.data());
-  uint32_t v = 0;
-  for (int i = 0; i < size; ++i) v |= uint32_t{config_[offset + i]} << (8 * i);
-  return v;
+  return static_cast<uint32_t>(LoadLe(config_.data() + offset, size));
 }
 
 void VirtIODevice::ConfigWrite(uint32_t offset, uint32_t value, int size) {

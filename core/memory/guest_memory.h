@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/base/byte_order.h"
 #include "core/base/strong_types.h"
 #include "core/base/unique_fd.h"
 
@@ -100,15 +101,13 @@ class GuestMemory {
     static_assert(std::is_unsigned_v<T>);
     uint8_t b[sizeof(T)];
     if (!Read(gpa, absl::MakeSpan(b, sizeof(T)))) return std::nullopt;
-    T v = 0;
-    for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(T{b[i]} << (8 * i));
-    return v;
+    return static_cast<T>(LoadLe(b, sizeof(T)));
   }
   template <typename T>
   bool WriteLe(GuestAddr gpa, T v) const {
     static_assert(std::is_unsigned_v<T>);
     uint8_t b[sizeof(T)];
-    for (size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+    StoreLe(b, v, sizeof(T));
     return Write(gpa, absl::MakeConstSpan(b, sizeof(T)));
   }
 

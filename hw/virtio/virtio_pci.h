@@ -101,6 +101,19 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   void Reset() override;
 
  private:
+  // Realize, step by step.
+  absl::Status CheckProperties() const;
+  // Creates the backend on our bus with the properties given to us, and realizes it.
+  absl::StatusOr<VirtIODevice*> RealizeBackend();
+  // Undoes RealizeBackend's placement after a failure; returns `why` in our name.
+  absl::Status DiscardBackend(absl::Status why);
+  // Device and subsystem IDs, revision (modern or transitional).
+  absl::Status SetPciIds(VirtIODevice& vdev);
+  // The modern BAR, its regions and the virtio vendor capabilities (virtio_pci_modern.cc).
+  absl::Status MapModernInterface(VirtIODevice& vdev);
+  // The legacy I/O BAR (virtio_pci_legacy.cc).
+  void MapLegacyInterface(VirtIODevice& vdev);
+
   uint64_t CommonRead(uint64_t off, unsigned size);
   void CommonWrite(uint64_t off, uint64_t val, unsigned size);
   uint64_t IsrRead();

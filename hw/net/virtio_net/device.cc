@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/base/byte_order.h"
 #include "core/base/logging.h"
 #include "hw/net/virtio_net/virtio_net_internal.h"
 #include "core/base/status_macros.h"
@@ -302,7 +303,7 @@ void VirtIONet::WriteConfig(uint32_t offset, uint32_t value, int size) {
   // Legacy drivers without CTRL_MAC_ADDR set the MAC by writing config space.
   if (offset + size <= 6 && !negotiated(VIRTIO_F_VERSION_1) &&
       !negotiated(VIRTIO_NET_F_CTRL_MAC_ADDR)) {
-    for (int i = 0; i < size; ++i) mac_.bytes[offset + i] = static_cast<uint8_t>(value >> (8 * i));
+    StoreLe(mac_.bytes.data() + offset, value, size);
     return;
   }
   VirtIODevice::WriteConfig(offset, value, size);
