@@ -335,8 +335,9 @@ void TapTx(size_t size) {
   for (int r = 0; r < rounds; ++r) {
     // Baseline: writev into the TAP (a failed write would be counted as sent: there are none).
     best_base = std::max(best_base, Rate(batch, [&] {
-      for (uint64_t i = 0; i < batch; ++i) (void)!writev(tap_fd, &slots[i % kRing], 1);
-    }));
+                           for (uint64_t i = 0; i < batch; ++i)
+                             (void)!writev(tap_fd, &slots[i % kRing], 1);
+                         }));
     // Ours: the guest's frames through the device.
     best_ours = std::max(best_ours, Rate(batch, [&] { g.Transmit(batch); }));
   }
@@ -385,9 +386,12 @@ void TapRx(size_t size) {
   }
   close(raw);
   if (getenv("NET_BENCH_COUNTERS")) {
-    for (auto [k, v] : g.net()->counters().Snapshot()) fprintf(stderr, "  nic %s=%lu\n", k.c_str(), v);
-    for (auto [k, v] : g.netdev()->queue(0)->counters().Snapshot()) fprintf(stderr, "  tap %s=%lu\n", k.c_str(), v);
-    for (auto [k, v] : g.net()->nic(0)->counters().Snapshot()) fprintf(stderr, "  nc %s=%lu\n", k.c_str(), v);
+    for (auto [k, v] : g.net()->counters().Snapshot())
+      fprintf(stderr, "  nic %s=%lu\n", k.c_str(), v);
+    for (auto [k, v] : g.netdev()->queue(0)->counters().Snapshot())
+      fprintf(stderr, "  tap %s=%lu\n", k.c_str(), v);
+    for (auto [k, v] : g.net()->nic(0)->counters().Snapshot())
+      fprintf(stderr, "  nc %s=%lu\n", k.c_str(), v);
   }
   Report(name, best_ours, best_base);
 }
@@ -413,12 +417,12 @@ void LoopTx() {
   virtio::VirtQueueElement e;
   for (int r = 0; r < rounds; ++r) {
     best_base = std::max(best_base, Rate(batch, [&] {
-      for (uint64_t done = 0; done < batch;) {
-        for (uint16_t i = 0; i < kRing; ++i) ring.Publish(i);
-        while (vq.Pop(&e) == virtio::PopResult::kOk) vq.Push(e, 0);
-        done += ring.TakeUsed().size();
-      }
-    }));
+                           for (uint64_t done = 0; done < batch;) {
+                             for (uint16_t i = 0; i < kRing; ++i) ring.Publish(i);
+                             while (vq.Pop(&e) == virtio::PopResult::kOk) vq.Push(e, 0);
+                             done += ring.TakeUsed().size();
+                           }
+                         }));
     best_ours = std::max(best_ours, Rate(batch, [&] { g.Transmit(batch); }));
   }
   Report("loop-tx-64", best_ours, best_base);
@@ -463,8 +467,7 @@ void VhostUser64() {
       std::thread guest([&] {
         sched_setaffinity(0, sizeof(cpu1), &cpu1);
         Guest g;
-        if (!g.Build("vhost-user,id=n0,chardev=c0", kFeatures,
-                     "socket,id=c0,path=" + sock)) {
+        if (!g.Build("vhost-user,id=n0,chardev=c0", kFeatures, "socket,id=c0,path=" + sock)) {
           return;
         }
         g.PrepareTx(Frame(64));
@@ -525,15 +528,23 @@ int main(int argc, char** argv) {
   }
   if (cases.empty()) cases = {"tap-tx-64", "tap-tx-1500", "tap-rx-64", "tap-rx-1500", "loop-tx-64"};
   for (const std::string& c : cases) {
-    if (c == "tap-tx-64") TapTx(64);
-    else if (c == "tap-tx-1500") TapTx(1500);
-    else if (c == "tap-rx-64") TapRx(64);
-    else if (c == "tap-rx-1500") TapRx(1500);
-    else if (c == "loop-tx-64") LoopTx();
-    else if (c == "vhost-user-64") VhostUser64();
+    if (c == "tap-tx-64")
+      TapTx(64);
+    else if (c == "tap-tx-1500")
+      TapTx(1500);
+    else if (c == "tap-rx-64")
+      TapRx(64);
+    else if (c == "tap-rx-1500")
+      TapRx(1500);
+    else if (c == "loop-tx-64")
+      LoopTx();
+    else if (c == "vhost-user-64")
+      VhostUser64();
     else {
-      fprintf(stderr, "net_bench: unknown case '%s' (known: tap-tx-64 tap-tx-1500 tap-rx-64 "
-                      "tap-rx-1500 loop-tx-64 vhost-user-64)\n", c.c_str());
+      fprintf(stderr,
+              "net_bench: unknown case '%s' (known: tap-tx-64 tap-tx-1500 tap-rx-64 "
+              "tap-rx-1500 loop-tx-64 vhost-user-64)\n",
+              c.c_str());
       return 1;
     }
   }

@@ -14,8 +14,8 @@
 #include "bus/pci/pci_device.h"
 #include "bus/pci/pci_regs.h"
 #include "core/memory/guest_memory.h"
-#include "core/qdev/machine.h"
 #include "core/memory/memory.h"
+#include "core/qdev/machine.h"
 
 namespace vdev::bench {
 namespace {

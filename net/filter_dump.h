@@ -29,10 +29,10 @@
 #include "absl/synchronization/mutex.h"
 #include "core/base/counters.h"
 #include "core/base/unique_fd.h"
-#include "qom/user_creatable.h"
 #include "net/net.h"
 #include "net/netdev.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev::net {
 

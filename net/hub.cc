@@ -12,7 +12,8 @@ namespace {
 // hubid -> ports. A port's clients live as long as the port is registered.
 struct Hubs {
   absl::Mutex mu;
-  std::map<std::pair<const void*, uint32_t>, std::vector<NetClientState*>> ports ABSL_GUARDED_BY(mu);
+  std::map<std::pair<const void*, uint32_t>, std::vector<NetClientState*>> ports
+      ABSL_GUARDED_BY(mu);
 };
 Hubs& hubs() {
   static Hubs* h = new Hubs;

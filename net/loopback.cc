@@ -18,8 +18,8 @@ class Loopback::Client : public NetClientState {
 
 void Loopback::ClassInit(qom::ObjectClass& k) {
   k.description = "in-memory peer: counts what the NIC sends and, with reflect=on, sends it back";
-  k.AddProperty(qom::Prop("reflect", &Loopback::reflect_, true,
-                          "send every frame back to the NIC"));
+  k.AddProperty(
+      qom::Prop("reflect", &Loopback::reflect_, true, "send every frame back to the NIC"));
   k.AddProperty(qom::Prop("queues", &Loopback::queues_, uint32_t{1}, "number of queues (1..256)"));
 }
 
@@ -35,8 +35,8 @@ absl::Status Loopback::Complete() {
   }
   (void)loop();  // bound now, while the object is in the machine's tree
   for (uint32_t q = 0; q < queues_; ++q) {
-    clients_.push_back(std::make_unique<Client>(
-        this, q, queues_ == 1 ? name() : absl::StrCat(name(), ".", q)));
+    clients_.push_back(
+        std::make_unique<Client>(this, q, queues_ == 1 ? name() : absl::StrCat(name(), ".", q)));
   }
   return absl::OkStatus();
 }

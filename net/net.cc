@@ -21,8 +21,8 @@ size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len) {
       continue;
     }
     const size_t chunk = std::min(iov[i].iov_len - offset, len - done);
-    std::memcpy(static_cast<uint8_t*>(out) + done, static_cast<const uint8_t*>(iov[i].iov_base) + offset,
-                chunk);
+    std::memcpy(static_cast<uint8_t*>(out) + done,
+                static_cast<const uint8_t*>(iov[i].iov_base) + offset, chunk);
     done += chunk;
     offset = 0;
   }
@@ -30,7 +30,9 @@ size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len) {
 }
 
 NetClientState::NetClientState(std::string type, std::string name)
-    : type_(std::move(type)), name_(std::move(name)), tx_link_down_(counters_.Get("tx_link_down")) {}
+    : type_(std::move(type)),
+      name_(std::move(name)),
+      tx_link_down_(counters_.Get("tx_link_down")) {}
 
 NetClientState::~NetClientState() {
   Unlink(/*sender_going_away=*/true);

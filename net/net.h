@@ -210,8 +210,7 @@ class NetClientState {
   ssize_t Deliver(const iovec* iov, int n, NetClientState* sender, const SentCallback& sent);
   // Recomputes must_queue_ (under queue_mu_).
   void UpdateMustQueue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
-    must_queue_.store(receive_disabled_ || flushing_ || !queue_.empty(),
-                      std::memory_order_release);
+    must_queue_.store(receive_disabled_ || flushing_ || !queue_.empty(), std::memory_order_release);
   }
   void Unlink(bool sender_going_away);
   void Filter(const iovec* iov, int n, bool sent_by_this);

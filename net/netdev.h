@@ -17,9 +17,9 @@
 
 #include "core/loop/event_loop.h"
 #include "core/loop/iothread.h"
-#include "qom/user_creatable.h"
 #include "net/net.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev::net {
 
@@ -34,7 +34,9 @@ class Netdev : public qom::Object, public UserCreatable {
   ~Netdev() override;
 
   size_t num_queues() const { return clients_.size(); }
-  NetClientState* queue(size_t i) const { return i < clients_.size() ? clients_[i].get() : nullptr; }
+  NetClientState* queue(size_t i) const {
+    return i < clients_.size() ? clients_[i].get() : nullptr;
+  }
 
   // A NIC takes the backend (one NIC per backend); false when it is taken.
   bool Claim();

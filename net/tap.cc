@@ -1,10 +1,7 @@
 #include "net/tap.h"
 
-#include "net/tap_queue_internal.h"
-
 #include <fcntl.h>
 #include <linux/if_tun.h>
-#include "net/virtio_net_uapi.h"
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -12,20 +9,22 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
 #include "core/loop/io_uring.h"
+#include "net/tap_queue_internal.h"
 #include "net/vhost_net.h"
+#include "net/virtio_net_uapi.h"
 
 namespace vdev::net {
 namespace {
@@ -52,8 +51,9 @@ void Tap::ClassInit(qom::ObjectClass& k) {
                           "send buffer limit in bytes (TUNSETSNDBUF; 0: unlimited)"));
   k.AddProperty(qom::Prop("x-uring", &Tap::uring_, true,
                           "batch TAP reads and writes with io_uring (with an unlimited sndbuf)"));
-  k.AddProperty(qom::EnumProp("vhost", &Tap::vhost_, qom::OnOffAuto::kOff, qom::OnOffAutoNames(),
-                              "vhost-net offload: the kernel serves the rings (auto: when /dev/vhost-net opens)"));
+  k.AddProperty(qom::EnumProp(
+      "vhost", &Tap::vhost_, qom::OnOffAuto::kOff, qom::OnOffAutoNames(),
+      "vhost-net offload: the kernel serves the rings (auto: when /dev/vhost-net opens)"));
   k.AddProperty(qom::Prop("vhostfd", &Tap::vhostfd_, std::string(""),
                           "open /dev/vhost-net fds, one per queue (N[:N...]), taken over"));
 }
@@ -74,9 +74,10 @@ absl::Status Tap::Complete() {
   const std::string ctx = absl::StrCat("tap '", name(), "'");
   for (const std::string* s : {&script_, &downscript_}) {
     if (!s->empty() && *s != "no") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ctx, ": script=", *s, " is not supported: vdev runs no helper scripts; use script=no and "
-          "configure the interface yourself"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(ctx, ": script=", *s,
+                       " is not supported: vdev runs no helper scripts; use script=no and "
+                       "configure the interface yourself"));
     }
   }
   if (queues_ < 1 || queues_ > 256) {
@@ -142,7 +143,8 @@ absl::Status Tap::OpenVhost() {
     if (std::find(fds.begin(), fds.end(), n) != fds.end()) {
       return absl::InvalidArgumentError(absl::StrCat("vhostfd ", n, " is named twice"));
     }
-    if (n == fd_) return absl::InvalidArgumentError(absl::StrCat("vhostfd ", n, " is the TAP's fd="));
+    if (n == fd_)
+      return absl::InvalidArgumentError(absl::StrCat("vhostfd ", n, " is the TAP's fd="));
     fds.push_back(n);
   }
   if (fds.size() != queues_) {
@@ -193,8 +195,9 @@ absl::Status Tap::OpenQueues() {
     {
       auto probe = UniqueFd::Open("/dev/net/tun", O_RDWR | O_CLOEXEC);
       if (!probe.ok()) {
-        return absl::Status(probe.status().code(),
-                            absl::StrCat(ctx, ": cannot open /dev/net/tun: ", probe.status().message()));
+        return absl::Status(
+            probe.status().code(),
+            absl::StrCat(ctx, ": cannot open /dev/net/tun: ", probe.status().message()));
       }
       if (ioctl(probe->get(), TUNGETFEATURES, &features) != 0) features = 0;
     }
@@ -212,8 +215,9 @@ absl::Status Tap::OpenQueues() {
     for (uint32_t q = 0; q < queues_; ++q) {
       auto fd = UniqueFd::Open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
       if (!fd.ok()) {
-        return absl::Status(fd.status().code(),
-                            absl::StrCat(ctx, ": cannot open /dev/net/tun: ", fd.status().message()));
+        return absl::Status(
+            fd.status().code(),
+            absl::StrCat(ctx, ": cannot open /dev/net/tun: ", fd.status().message()));
       }
       ifreq ifr{};
       ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr_enabled_ ? IFF_VNET_HDR : 0) |
@@ -225,8 +229,8 @@ absl::Status Tap::OpenQueues() {
         if (err == EPERM) hint = " (needs CAP_NET_ADMIN)";
         if (err == EBUSY) hint = " (the interface is in use, or its flags differ)";
         if (err == EINVAL && !multi_queue_) hint = " (an existing interface with other flags?)";
-        return absl::FailedPreconditionError(absl::StrCat(
-            ctx, ": cannot create TAP '", name, "': ", strerror(err), hint));
+        return absl::FailedPreconditionError(
+            absl::StrCat(ctx, ": cannot create TAP '", name, "': ", strerror(err), hint));
       }
       name = ifr.ifr_name;  // the kernel's choice for "tap%d"
       fds.push_back(std::move(*fd));

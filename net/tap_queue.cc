@@ -1,11 +1,8 @@
 // One TAP queue: its fd on the netdev's loop, the write path (writev, or io_uring batches inside
 // the NIC's transmit batch), the read path (straight into guest buffers, batched, or through a
 // bounce buffer), backpressure both ways, and the header/offload ioctls the NIC drives.
-#include "net/tap_queue_internal.h"
-
 #include <fcntl.h>
 #include <linux/if_tun.h>
-#include "net/virtio_net_uapi.h"
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -13,20 +10,22 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
 #include "core/loop/io_uring.h"
+#include "net/tap_queue_internal.h"
 #include "net/vhost_net.h"
+#include "net/virtio_net_uapi.h"
 
 namespace vdev::net {
 namespace {
@@ -163,7 +162,8 @@ class TapQueueImpl final : public TapQueue {
 
   bool HasVnetHdr() const override { return has_vnet_hdr_; }
   bool HasVnetHdrLen(int len) const override {
-    return has_vnet_hdr_ && (len == sizeof(virtio_net_hdr) || len == sizeof(virtio_net_hdr_mrg_rxbuf));
+    return has_vnet_hdr_ &&
+           (len == sizeof(virtio_net_hdr) || len == sizeof(virtio_net_hdr_mrg_rxbuf));
   }
   void UsingVnetHdr(bool enable) override { using_vnet_hdr_ = has_vnet_hdr_ && enable; }
   void SetVnetHdrLen(int len) override {
@@ -249,7 +249,8 @@ class TapQueueImpl final : public TapQueue {
 
   void UpdateEvents() {
     if (!watch_.active()) return;
-    uint32_t ev = (reading_ ? uint32_t{EPOLLIN} : 0u) | (want_write_.load() ? uint32_t{EPOLLOUT} : 0u);
+    uint32_t ev =
+        (reading_ ? uint32_t{EPOLLIN} : 0u) | (want_write_.load() ? uint32_t{EPOLLOUT} : 0u);
     if (ev != watch_.events()) (void)watch_.SetEvents(ev);
   }
 
@@ -284,45 +285,44 @@ class TapQueueImpl final : public TapQueue {
     if (uring_broken_) return false;
     int filled = 0;
     bool full = false;
-    const ssize_t taken = SendDirectBatch(std::min(rx_batch_, *budget), [&](const BufferSet* sets,
-                                                                           int count,
-                                                                           ssize_t* lens) -> int {
-      // (Under the NIC's lock: the header settings cannot change meanwhile.)
-      const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
-      for (int k = 0; k < count; ++k) {
-        iovec* v = rx_slots_[k].iov;
-        int cnt = 0;
-        if (strip) v[cnt++] = {rx_scratch_, size_t(strip)};
-        const int n = std::min(sets[k].n, kMaxIov);
-        for (int j = 0; j < n; ++j) v[cnt++] = sets[k].iov[j];
-        uring_->PrepReadv(fd_.get(), v, cnt, static_cast<uint64_t>(k));
-      }
-      auto r = uring_->SubmitAndWait(static_cast<unsigned>(count));
-      for (int k = 0; k < count; ++k) lens[k] = -1;
-      if (!r.ok() || *r != static_cast<unsigned>(count)) {
-        uring_broken_ = true;  // nothing is read into these buffers later: no more batches
-        return count;
-      }
-      {
-        // Unlinked reads run in order; one that finds the TAP empty leaves a hole (<= 0), and a
-        // frame that arrived just after it may fill a later one.
-        uring_->Reap([&](uint64_t k, int32_t res) {
-          if (k < static_cast<uint64_t>(count)) lens[k] = res > strip ? res - strip : -1;
+    const ssize_t taken = SendDirectBatch(
+        std::min(rx_batch_, *budget), [&](const BufferSet* sets, int count, ssize_t* lens) -> int {
+          // (Under the NIC's lock: the header settings cannot change meanwhile.)
+          const int strip = has_vnet_hdr_ && !using_vnet_hdr_ ? vnet_hdr_len_ : 0;
+          for (int k = 0; k < count; ++k) {
+            iovec* v = rx_slots_[k].iov;
+            int cnt = 0;
+            if (strip) v[cnt++] = {rx_scratch_, size_t(strip)};
+            const int n = std::min(sets[k].n, kMaxIov);
+            for (int j = 0; j < n; ++j) v[cnt++] = sets[k].iov[j];
+            uring_->PrepReadv(fd_.get(), v, cnt, static_cast<uint64_t>(k));
+          }
+          auto r = uring_->SubmitAndWait(static_cast<unsigned>(count));
+          for (int k = 0; k < count; ++k) lens[k] = -1;
+          if (!r.ok() || *r != static_cast<unsigned>(count)) {
+            uring_broken_ = true;  // nothing is read into these buffers later: no more batches
+            return count;
+          }
+          {
+            // Unlinked reads run in order; one that finds the TAP empty leaves a hole (<= 0), and a
+            // frame that arrived just after it may fill a later one.
+            uring_->Reap([&](uint64_t k, int32_t res) {
+              if (k < static_cast<uint64_t>(count)) lens[k] = res > strip ? res - strip : -1;
+            });
+          }
+          int ok = 0;
+          for (int k = 0; k < count; ++k) ok += lens[k] > 0;
+          rx_frames_->Add(ok);
+          filled = ok;
+          // Adapt the batch to the traffic: full batches grow it, short ones shrink it.
+          if (ok == count) {
+            rx_batch_ = std::min(rx_batch_ * 2, kMaxBatch);
+          } else if (ok < count / 2) {
+            rx_batch_ = std::max(rx_batch_ / 2, 1);
+          }
+          full = ok == count;
+          return count;
         });
-      }
-      int ok = 0;
-      for (int k = 0; k < count; ++k) ok += lens[k] > 0;
-      rx_frames_->Add(ok);
-      filled = ok;
-      // Adapt the batch to the traffic: full batches grow it, short ones shrink it.
-      if (ok == count) {
-        rx_batch_ = std::min(rx_batch_ * 2, kMaxBatch);
-      } else if (ok < count / 2) {
-        rx_batch_ = std::max(rx_batch_ / 2, 1);
-      }
-      full = ok == count;
-      return count;
-    });
     if (taken == kNoDirect) return false;
     *budget -= std::max(filled, 1);
     return full;  // a short batch: the TAP is (about) empty
@@ -429,12 +429,13 @@ class TapQueueImpl final : public TapQueue {
     iovec iov[kMaxIov + 1];
   };
   RxSlot rx_slots_[kMaxBatch];
-  uint8_t rx_scratch_[sizeof(virtio_net_hdr_mrg_rxbuf)];  // adapts: doubles while batches come back full, halves when not
+  uint8_t rx_scratch_[sizeof(
+      virtio_net_hdr_mrg_rxbuf)];  // adapts: doubles while batches come back full, halves when not
 
   EventLoop* loop_ = nullptr;
   SentCallback resume_;  // a frame queued at the NIC was delivered: read again
   FdWatch watch_;
-  bool reading_ = true;               // loop thread
+  bool reading_ = true;  // loop thread
   std::atomic<bool> want_write_{false};
   Counter* tx_frames_;
   Counter* rx_frames_;

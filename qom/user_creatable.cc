@@ -24,6 +24,7 @@ const ObjectGroup& ObjectGroupFor(absl::string_view option) {
 
 VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{
     .name = UserCreatable::kTypeName, .parent = "interface", .abstract = true}));
-// The -chardev group's base is vdev::Chardev (core/backends/chardev.h); the -netdev group's, net::Netdev.
+// The -chardev group's base is vdev::Chardev (core/backends/chardev.h); the -netdev group's,
+// net::Netdev.
 
 }  // namespace vdev

@@ -1,9 +1,8 @@
 #include "apps/vdev/cli.h"
 
 #include <algorithm>
-#include <functional>
-
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <utility>
@@ -11,8 +10,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "apps/vdev/serve_qemu.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_info.h"
 #include "core/qdev/help.h"
@@ -20,7 +20,6 @@
 #include "core/qdev/machine.h"
 #include "core/qdev/options.h"
 #include "core/qdev/plugin.h"
-#include "apps/vdev/serve_qemu.h"
 
 namespace vdev::cli {
 namespace {
@@ -160,7 +159,8 @@ int RunWith(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   // QEMU, network filters (-object filter-*) come after the netdevs they attach to.
   auto is_late = [](absl::string_view v) {
     absl::string_view type = v.substr(0, v.find(','));
-    if (absl::ConsumePrefix(&type, "qom-type=")) {}
+    if (absl::ConsumePrefix(&type, "qom-type=")) {
+    }
     return absl::StartsWith(type, "filter-");
   };
   for (const auto& [group, late] : std::vector<std::pair<const char*, bool>>{

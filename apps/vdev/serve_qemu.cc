@@ -61,13 +61,14 @@ int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostrea
   for (std::string& a : argv) {
     for (size_t pos; (pos = a.find("@FD:")) != std::string::npos;) {
       const size_t end = a.find('@', pos + 4);
-      if (end == std::string::npos) return fail(absl::StrCat("unterminated @FD: token in '", a, "'"));
+      if (end == std::string::npos)
+        return fail(absl::StrCat("unterminated @FD: token in '", a, "'"));
       const std::string id = a.substr(pos + 4, end - pos - 4);
       DeviceState* d = m.FindDevice(id);
       auto* pdev = qom::DynamicCast<pci::PCIDevice>(d);
       if (pdev == nullptr) {
-        return fail(absl::StrCat("@FD:", id, "@ names no PCI device (give it with -device ...,id=",
-                                 id, ")"));
+        return fail(absl::StrCat("@FD:", id,
+                                 "@ names no PCI device (give it with -device ...,id=", id, ")"));
       }
       int sv[2];
       if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -81,7 +82,8 @@ int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostrea
       served.push_back(std::move(s));
     }
   }
-  if (served.empty()) return fail("no @FD:<device id>@ token in the QEMU command: nothing to serve");
+  if (served.empty())
+    return fail("no @FD:<device id>@ token in the QEMU command: nothing to serve");
 
   std::vector<char*> cargv;
   for (std::string& a : argv) cargv.push_back(a.data());

@@ -15,10 +15,10 @@
 #include "absl/synchronization/mutex.h"
 #include "bus/pci/pci_device.h"
 #include "bus/pci/pci_regs.h"
-#include "core/qdev/bus.h"
 #include "core/memory/guest_memory.h"
 #include "core/memory/irq.h"
 #include "core/memory/memory.h"
+#include "core/qdev/bus.h"
 
 namespace vdev::pci {
 

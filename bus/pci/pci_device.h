@@ -36,10 +36,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "bus/pci/pci_regs.h"
-#include "core/qdev/device.h"
 #include "core/memory/guest_memory.h"
 #include "core/memory/irq.h"
 #include "core/memory/memory.h"
+#include "core/qdev/device.h"
 #include "qom/property.h"
 
 namespace vdev::pci {

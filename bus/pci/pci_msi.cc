@@ -1,12 +1,11 @@
 // PCIDevice: the MSI capability (PCI Local Bus 3.0 §6.8.1): 1..32 vectors, 32/64-bit address,
 // optional per-vector masking with pending bits.
-#include "bus/pci/pci_device.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bus/pci/pci_bus.h"
+#include "bus/pci/pci_device.h"
 #include "bus/pci/pci_device_internal.h"
 #include "core/base/byte_order.h"
 #include "core/base/checked_math.h"
@@ -68,7 +67,8 @@ void PCIDevice::MsiNotify(unsigned vector) {
   }
   const MsiLayout m = LayoutOf(flags, msi_cap_);
   if (m.maskable && (LoadLe32(config_.data() + m.mask_off) >> vector & 1)) {
-    StoreLe32(config_.data() + m.pending_off, LoadLe32(config_.data() + m.pending_off) | 1u << vector);
+    StoreLe32(config_.data() + m.pending_off,
+              LoadLe32(config_.data() + m.pending_off) | 1u << vector);
     return;
   }
   MsiSendLocked(vector);

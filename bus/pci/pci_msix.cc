@@ -1,12 +1,11 @@
 // PCIDevice: MSI-X (PCI Local Bus 3.0 §6.8.2): the capability, the vector table and the pending
 // bit array in a BAR, per-vector and function masking.
-#include "bus/pci/pci_device.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bus/pci/pci_bus.h"
+#include "bus/pci/pci_device.h"
 #include "bus/pci/pci_device_internal.h"
 #include "core/base/byte_order.h"
 #include "core/base/checked_math.h"
@@ -106,9 +105,9 @@ bool PCIDevice::MsixMaskedLocked(unsigned vector) const {
 
 MsiMessage PCIDevice::MsixMessageLocked(unsigned vector) const {
   const uint8_t* e = msix_table_.data() + vector * kMsixEntrySize;
-  return MsiMessage{
-      uint64_t{LoadLe32(e + kMsixEntryLowerAddr)} | uint64_t{LoadLe32(e + kMsixEntryUpperAddr)} << 32,
-      LoadLe32(e + kMsixEntryData)};
+  return MsiMessage{uint64_t{LoadLe32(e + kMsixEntryLowerAddr)} |
+                        uint64_t{LoadLe32(e + kMsixEntryUpperAddr)} << 32,
+                    LoadLe32(e + kMsixEntryData)};
 }
 
 void PCIDevice::MsixNotify(unsigned vector) {

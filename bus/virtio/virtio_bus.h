@@ -9,8 +9,8 @@
 
 #include <cstdint>
 
-#include "core/qdev/bus.h"
 #include "core/memory/guest_memory.h"
+#include "core/qdev/bus.h"
 
 namespace vdev::virtio {
 

@@ -21,8 +21,8 @@ absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path, const std::stri
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(a.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(who, ": path must be 1..",
-                                                   sizeof(a.sun_path) - 1, " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": path must be 1..", sizeof(a.sun_path) - 1, " characters"));
   }
   std::memcpy(a.sun_path, path.data(), path.size());
   return a;
@@ -38,8 +38,8 @@ bool Chardev::Claim() {
 
 void ChardevSocket::ClassInit(qom::ObjectClass& k) {
   k.description = "a unix stream socket (vhost-user's transport)";
-  k.AddProperty(qom::Prop("path", &ChardevSocket::path_, std::string(""),
-                          "the socket's file name"));
+  k.AddProperty(
+      qom::Prop("path", &ChardevSocket::path_, std::string(""), "the socket's file name"));
   k.AddProperty(qom::Prop("server", &ChardevSocket::server_, false,
                           "listen on path (on) or connect to it (off)"));
   k.AddProperty(qom::Prop("reconnect", &ChardevSocket::reconnect_, uint32_t{0},

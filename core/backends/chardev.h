@@ -19,8 +19,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/base/unique_fd.h"
-#include "qom/user_creatable.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev {
 

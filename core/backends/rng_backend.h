@@ -14,8 +14,8 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "core/base/unique_fd.h"
-#include "qom/user_creatable.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev {
 

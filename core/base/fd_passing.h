@@ -24,9 +24,9 @@ inline constexpr int kMaxPassedFds = 8;
 absl::StatusOr<size_t> SendWithFds(int sock, const iovec* iov, int niov, absl::Span<const int> fds);
 
 struct Received {
-  size_t bytes = 0;            // 0: the peer closed the connection
-  std::vector<UniqueFd> fds;   // owned
-  bool bad_control = false;    // truncated control data, or something other than SCM_RIGHTS
+  size_t bytes = 0;           // 0: the peer closed the connection
+  std::vector<UniqueFd> fds;  // owned
+  bool bad_control = false;   // truncated control data, or something other than SCM_RIGHTS
 };
 // recvmsg into `buf` with room for kMaxPassedFds fds (MSG_CMSG_CLOEXEC | `flags`), retried on
 // EINTR.

@@ -24,8 +24,8 @@ absl::StatusOr<std::unique_ptr<IoUring>> IoUring::Create(unsigned entries) {
   r->cq_map_size_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
   const bool single = p.features & IORING_FEAT_SINGLE_MMAP;
   if (single) r->sq_map_size_ = r->cq_map_size_ = std::max(r->sq_map_size_, r->cq_map_size_);
-  r->sq_map_ = mmap(nullptr, r->sq_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                    fd, IORING_OFF_SQ_RING);
+  r->sq_map_ = mmap(nullptr, r->sq_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                    IORING_OFF_SQ_RING);
   if (r->sq_map_ == MAP_FAILED) {
     r->sq_map_ = nullptr;
     return ErrnoToStatus(errno, "mmap(io_uring SQ)");

@@ -29,8 +29,8 @@
 
 #include "absl/status/status.h"
 #include "core/loop/event_loop.h"
-#include "qom/user_creatable.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev {
 

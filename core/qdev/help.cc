@@ -10,8 +10,8 @@
 #include "core/qdev/device.h"
 #include "core/qdev/machine.h"
 #include "core/qdev/options.h"
-#include "qom/user_creatable.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev {
 

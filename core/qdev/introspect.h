@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "core/qdev/machine.h"
 #include "core/memory/memory.h"
+#include "core/qdev/machine.h"
 #include "qom/object.h"
 
 namespace vdev {

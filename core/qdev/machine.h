@@ -31,17 +31,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/qdev/bus.h"
-#include "core/qdev/device.h"
-#include "core/memory/guest_memory.h"
 #include "core/loop/iothread.h"
+#include "core/memory/guest_memory.h"
 #include "core/memory/irq.h"
 #include "core/memory/memory.h"
+#include "core/qdev/bus.h"
+#include "core/qdev/device.h"
 #include "core/qdev/options.h"
 #include "core/qdev/realize_context.h"
 #include "core/qdev/sysbus.h"
-#include "qom/user_creatable.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev {
 

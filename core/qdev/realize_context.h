@@ -5,7 +5,8 @@
 // implement it itself.
 //
 //   absl::Status MyDevice::Realize() {
-//     loop_ = &main_loop();        // DeviceState::main_loop(): the context's, or a process-wide one
+//     loop_ = &main_loop();        // DeviceState::main_loop(): the context's, or a process-wide
+//     one
 //     ...
 //   }
 //

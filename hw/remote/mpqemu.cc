@@ -30,14 +30,22 @@ T Get(absl::Span<const uint8_t> p, size_t off) {
 
 const char* Name(MpqemuCmd c) {
   switch (c) {
-    case MpqemuCmd::kSyncSysmem: return "SYNC_SYSMEM";
-    case MpqemuCmd::kRet: return "RET";
-    case MpqemuCmd::kPciCfgWrite: return "PCI_CFGWRITE";
-    case MpqemuCmd::kPciCfgRead: return "PCI_CFGREAD";
-    case MpqemuCmd::kBarWrite: return "BAR_WRITE";
-    case MpqemuCmd::kBarRead: return "BAR_READ";
-    case MpqemuCmd::kSetIrqfd: return "SET_IRQFD";
-    case MpqemuCmd::kDeviceReset: return "DEVICE_RESET";
+    case MpqemuCmd::kSyncSysmem:
+      return "SYNC_SYSMEM";
+    case MpqemuCmd::kRet:
+      return "RET";
+    case MpqemuCmd::kPciCfgWrite:
+      return "PCI_CFGWRITE";
+    case MpqemuCmd::kPciCfgRead:
+      return "PCI_CFGREAD";
+    case MpqemuCmd::kBarWrite:
+      return "BAR_WRITE";
+    case MpqemuCmd::kBarRead:
+      return "BAR_READ";
+    case MpqemuCmd::kSetIrqfd:
+      return "SET_IRQFD";
+    case MpqemuCmd::kDeviceReset:
+      return "DEVICE_RESET";
   }
   return "?";
 }
@@ -47,7 +55,8 @@ absl::Status ReadFull(int sock, uint8_t* buf, size_t len) {
   size_t done = 0;
   while (done < len) {
     const ssize_t n = recv(sock, buf + done, len - done, 0);
-    if (n == 0) return Bad(absl::StrFormat("connection closed inside a message (%u of %u bytes)", done, len));
+    if (n == 0)
+      return Bad(absl::StrFormat("connection closed inside a message (%u of %u bytes)", done, len));
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoToStatus(errno, "recv");
@@ -89,23 +98,36 @@ absl::StatusOr<MpqemuMessage> ParseMpqemuMessage(absl::Span<const uint8_t> heade
   size_t want_size = 0;
   int min_fds = 0, max_fds = 0;
   switch (m.cmd) {
-    case MpqemuCmd::kSyncSysmem: want_size = 24 * kMpqemuMaxRegions; min_fds = 1; max_fds = 8; break;
-    case MpqemuCmd::kRet: want_size = 8; break;
+    case MpqemuCmd::kSyncSysmem:
+      want_size = 24 * kMpqemuMaxRegions;
+      min_fds = 1;
+      max_fds = 8;
+      break;
+    case MpqemuCmd::kRet:
+      want_size = 8;
+      break;
     case MpqemuCmd::kPciCfgWrite:
-    case MpqemuCmd::kPciCfgRead: want_size = 12; break;
+    case MpqemuCmd::kPciCfgRead:
+      want_size = 12;
+      break;
     case MpqemuCmd::kBarWrite:
-    case MpqemuCmd::kBarRead: want_size = 24; break;
-    case MpqemuCmd::kSetIrqfd: min_fds = max_fds = 2; break;
-    case MpqemuCmd::kDeviceReset: break;
+    case MpqemuCmd::kBarRead:
+      want_size = 24;
+      break;
+    case MpqemuCmd::kSetIrqfd:
+      min_fds = max_fds = 2;
+      break;
+    case MpqemuCmd::kDeviceReset:
+      break;
   }
   if (size != want_size) {
-    return Bad(absl::StrFormat("%s with a %u-byte payload (expects %u)", Name(m.cmd), size,
-                               want_size));
+    return Bad(
+        absl::StrFormat("%s with a %u-byte payload (expects %u)", Name(m.cmd), size, want_size));
   }
   const int nfds = static_cast<int>(fds.size());
   if (nfds < min_fds || nfds > max_fds) {
-    return Bad(absl::StrFormat("%s with %d fds (expects %d..%d)", Name(m.cmd), nfds, min_fds,
-                               max_fds));
+    return Bad(
+        absl::StrFormat("%s with %d fds (expects %d..%d)", Name(m.cmd), nfds, min_fds, max_fds));
   }
   switch (m.cmd) {
     case MpqemuCmd::kSyncSysmem: {
@@ -125,15 +147,18 @@ absl::StatusOr<MpqemuMessage> ParseMpqemuMessage(absl::Span<const uint8_t> heade
         }
         r.fd = std::move(fds[next_fd++]);
         struct stat st;
-        if (fstat(r.fd.get(), &st) != 0) return Bad(absl::StrFormat("SYNC_SYSMEM: fd %d: %s", i, strerror(errno)));
+        if (fstat(r.fd.get(), &st) != 0)
+          return Bad(absl::StrFormat("SYNC_SYSMEM: fd %d: %s", i, strerror(errno)));
         if (static_cast<uint64_t>(st.st_size) < r.offset + r.size) {
-          return Bad(absl::StrFormat("SYNC_SYSMEM: region %d (%#x bytes at offset %#x) is past the "
-                                     "end of its fd (%#x bytes)",
-                                     i, r.size, r.offset, st.st_size));
+          return Bad(
+              absl::StrFormat("SYNC_SYSMEM: region %d (%#x bytes at offset %#x) is past the "
+                              "end of its fd (%#x bytes)",
+                              i, r.size, r.offset, st.st_size));
         }
         for (const MpqemuRegion& o : m.regions) {
           if (r.gpa < o.gpa + o.size && o.gpa < r.gpa + r.size) {
-            return Bad(absl::StrFormat("SYNC_SYSMEM: regions at %#x and %#x overlap", o.gpa, r.gpa));
+            return Bad(
+                absl::StrFormat("SYNC_SYSMEM: regions at %#x and %#x overlap", o.gpa, r.gpa));
           }
         }
         m.regions.push_back(std::move(r));
@@ -202,8 +227,7 @@ absl::StatusOr<MpqemuMessage> ReadMpqemuMessage(int sock) {
   if (size > 0) {
     if (absl::Status s = ReadFull(sock, payload.data(), size); !s.ok()) return s;
   }
-  return ParseMpqemuMessage(absl::MakeConstSpan(header, sizeof(header)), payload,
-                            std::move(fds));
+  return ParseMpqemuMessage(absl::MakeConstSpan(header, sizeof(header)), payload, std::move(fds));
 }
 
 absl::Status SendMpqemuRaw(int sock, int32_t cmd, absl::Span<const uint8_t> payload,

@@ -41,7 +41,9 @@ class PciProxyServer::IrqForwarder : public IrqSink {
 };
 
 PciProxyServer::PciProxyServer(Machine& machine, pci::PCIDevice& dev, UniqueFd sock)
-    : machine_(machine), dev_(dev), sock_(std::move(sock)),
+    : machine_(machine),
+      dev_(dev),
+      sock_(std::move(sock)),
       irq_(std::make_unique<IrqForwarder>(counters_)) {
   for (int i = 0; i < pci::kNumBars; ++i) {
     const pci::PciBar& b = dev_.bar(i);
@@ -122,7 +124,8 @@ absl::Status PciProxyServer::Handle(MpqemuMessage& msg) {
       const int bar = DecodeBar(msg.bar_addr, msg.bar_size, msg.bar_memory);
       if (bar < 0) {
         counters_.Increment("bar_miss");
-        ret = read ? (msg.bar_size == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * msg.bar_size)) - 1) : 0;
+        ret =
+            read ? (msg.bar_size == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * msg.bar_size)) - 1) : 0;
         break;
       }
       const uint64_t off = msg.bar_addr - dev_.BarAddress(bar);

@@ -27,8 +27,8 @@
 #include "core/base/counters.h"
 #include "core/base/unique_fd.h"
 #include "core/memory/irq.h"
-#include "core/qdev/machine.h"
 #include "core/memory/memory.h"
+#include "core/qdev/machine.h"
 #include "hw/remote/mpqemu.h"
 
 namespace vdev::remote {

@@ -8,9 +8,9 @@
 #include "bus/virtio/virtio_uapi.h"
 #include "core/base/byte_order.h"
 #include "core/base/checked_math.h"
-#include "hw/virtio/virtio_pci_internal.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
+#include "hw/virtio/virtio_pci_internal.h"
 
 // After virtio_uapi.h (it includes virtio_config.h, which virtio_pci.h needs).
 #include <linux/virtio_pci.h>

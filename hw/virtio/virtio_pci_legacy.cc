@@ -1,12 +1,12 @@
 // VirtIOPCIProxy, the legacy interface of transitional devices (VIRTIO 1.2 §4.1.4.8): the I/O
 // BAR with the legacy register block, then the device configuration.
-#include "hw/virtio/virtio_pci.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bus/pci/pci_regs.h"
 #include "core/base/byte_order.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
+#include "hw/virtio/virtio_pci.h"
 #include "hw/virtio/virtio_pci_internal.h"
 
 namespace vdev::virtio {

@@ -3,7 +3,6 @@
 // and the PCI configuration access capability (§4.1.4.9).
 #include <algorithm>
 
-#include "hw/virtio/virtio_pci.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bus/pci/pci_regs.h"
@@ -11,6 +10,7 @@
 #include "core/base/checked_math.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
+#include "hw/virtio/virtio_pci.h"
 #include "hw/virtio/virtio_pci_internal.h"
 
 namespace vdev::virtio {
@@ -29,8 +29,7 @@ absl::Status VirtIOPCIProxy::MapModernInterface(VirtIODevice& vdev) {
     return r;
   };
   common_ = make(
-      "common", 0x1000, {1, 4, false},
-      [this](uint64_t o, unsigned s) { return CommonRead(o, s); },
+      "common", 0x1000, {1, 4, false}, [this](uint64_t o, unsigned s) { return CommonRead(o, s); },
       [this](uint64_t o, uint64_t v, unsigned s) { CommonWrite(o, v, s); });
   isr_region_ = make(
       "isr", 0x1000, {1, 4, false},
@@ -69,11 +68,9 @@ absl::Status VirtIOPCIProxy::MapModernInterface(VirtIODevice& vdev) {
     return pos;
   };
   const uint32_t device_len = std::max<uint32_t>(vdev.config_size(), 4);
-  VDEV_RETURN_IF_ERROR(
-      add_cap(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, kCommonSize, 16).status());
+  VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, kCommonSize, 16).status());
   VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1, 16).status());
-  VDEV_RETURN_IF_ERROR(
-      add_cap(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceOffset, device_len, 16).status());
+  VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceOffset, device_len, 16).status());
   VDEV_ASSIGN_OR_RETURN(
       uint8_t notify,
       add_cap(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset,

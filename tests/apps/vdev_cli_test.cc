@@ -197,8 +197,9 @@ TEST(VdevCliTest, MachineHelpAndUnknownMachine) {
 TEST(VdevCliTest, UnknownNetdevBackendIsOneLineError) {
   RunResult r = RunVdev("-netdev user,id=n0");
   EXPECT_EQ(r.status, 1);
-  EXPECT_EQ(r.err,
-            "vdev: -netdev user,id=n0: Parameter 'type' expects a netdev backend type, got 'user'\n");
+  EXPECT_EQ(
+      r.err,
+      "vdev: -netdev user,id=n0: Parameter 'type' expects a netdev backend type, got 'user'\n");
   RunResult h = RunVdev("-netdev help");
   EXPECT_EQ(h.status, 0);
   for (const char* t : {"tap", "dgram", "hubport", "loopback"}) EXPECT_THAT(h.out, HasSubstr(t));

@@ -79,14 +79,20 @@ class IpxeTest : public ::testing::Test {
              "--bind", "10.0.0.1", "--directory", dir_.c_str(), nullptr);
       _exit(127);
     }
-    for (int i = 0; i < 100 && Shell(Ns("python3 -c \"import socket; socket.create_connection(('10.0.0.1', 8000), 1)\"")) != 0; ++i) {
+    for (int i = 0;
+         i < 100 &&
+         Shell(Ns(
+             "python3 -c \"import socket; socket.create_connection(('10.0.0.1', 8000), 1)\"")) != 0;
+         ++i) {
       usleep(50000);
     }
     if (dhcp) {
       ASSERT_EQ(Shell(Ns(absl::StrCat(
-                    "dnsmasq --interface=", tap_, " --bind-interfaces --port=0 --no-ping "
+                    "dnsmasq --interface=", tap_,
+                    " --bind-interfaces --port=0 --no-ping "
                     "--dhcp-range=10.0.0.50,10.0.0.60,1h --dhcp-option=encap:175,176,1b "
-                    "--pid-file=", dir_, "/dnsmasq.pid --dhcp-leasefile=", dir_, "/leases"))),
+                    "--pid-file=",
+                    dir_, "/dnsmasq.pid --dhcp-leasefile=", dir_, "/leases"))),
                 0);
       made_dnsmasq_ = true;
     }
@@ -125,15 +131,17 @@ class IpxeTest : public ::testing::Test {
   // Runs vdev serve-qemu with iPXE; returns vdev's exit status and its stdout in `out`.
   int RunGuest(const std::string& nic_opts, bool dhcp, std::string* out) {
     WriteBootScript(dhcp);
-    const std::string cmd = absl::StrCat(
-        "cd ", dir_, " && timeout 120 ", Ns(VDEV_BINARY), " serve-qemu -netdev tap,id=n0,ifname=",
-        tap_, ",script=no -device virtio-net-pci,id=nic0,netdev=n0,mac=52:54:00:12:34:56", nic_opts,
-        " -- qemu-system-x86_64 -name vdev-e2e-", getpid(),
-        " -accel tcg -m 256 -display none -no-reboot -nic none"
-        " -object memory-backend-memfd,id=mem,size=256M,share=on"
-        " -machine pc,memory-backend=mem,graphics=off -serial file:serial.log"
-        " -kernel /boot/ipxe.lkrn -initrd boot.ipxe"
-        " -device x-pci-proxy-dev,id=px0,fd=@FD:nic0@ 2>", dir_, "/vdev.err");
+    const std::string cmd =
+        absl::StrCat("cd ", dir_, " && timeout 120 ", Ns(VDEV_BINARY),
+                     " serve-qemu -netdev tap,id=n0,ifname=", tap_,
+                     ",script=no -device virtio-net-pci,id=nic0,netdev=n0,mac=52:54:00:12:34:56",
+                     nic_opts, " -- qemu-system-x86_64 -name vdev-e2e-", getpid(),
+                     " -accel tcg -m 256 -display none -no-reboot -nic none"
+                     " -object memory-backend-memfd,id=mem,size=256M,share=on"
+                     " -machine pc,memory-backend=mem,graphics=off -serial file:serial.log"
+                     " -kernel /boot/ipxe.lkrn -initrd boot.ipxe"
+                     " -device x-pci-proxy-dev,id=px0,fd=@FD:nic0@ 2>",
+                     dir_, "/vdev.err");
     FILE* p = popen(cmd.c_str(), "r");
     char buf[4096];
     size_t n;
@@ -186,13 +194,15 @@ TEST_F(IpxeTest, KillingQemuMidRunEndsVdevAndLeavesNoProcess) {
   std::ofstream(dir_ + "/boot.ipxe") << "#!ipxe\nifopen net0\nsleep 60\n";
   const std::string name = absl::StrCat("vdev-e2e-kill-", getpid());
   const std::string cmd = absl::StrCat(
-      "cd ", dir_, " && timeout 60 ", Ns(VDEV_BINARY), " serve-qemu -netdev tap,id=n0,ifname=",
-      tap_, ",script=no -device virtio-net-pci,id=nic0,netdev=n0 -- qemu-system-x86_64 -name ",
-      name, " -accel tcg -m 256 -display none -no-reboot -nic none"
+      "cd ", dir_, " && timeout 60 ", Ns(VDEV_BINARY),
+      " serve-qemu -netdev tap,id=n0,ifname=", tap_,
+      ",script=no -device virtio-net-pci,id=nic0,netdev=n0 -- qemu-system-x86_64 -name ", name,
+      " -accel tcg -m 256 -display none -no-reboot -nic none"
       " -object memory-backend-memfd,id=mem,size=256M,share=on"
       " -machine pc,memory-backend=mem,graphics=off -serial file:serial.log"
       " -kernel /boot/ipxe.lkrn -initrd boot.ipxe -device x-pci-proxy-dev,id=px0,fd=@FD:nic0@"
-      " >/dev/null 2>", dir_, "/vdev.err");
+      " >/dev/null 2>",
+      dir_, "/vdev.err");
   std::thread killer([&] {
     // (Anchored: the shell running vdev has the same words in its command line.)
     for (int i = 0; i < 100 && Shell("pgrep -f '^qemu-system-x86_64 -name " + name + "'") != 0;

@@ -16,7 +16,6 @@
 #include "hw/remote/mpqemu.h"
 #include "tests/testing/open_fds.h"
 
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 9 + 16 || size > 65536) return 0;
   const int before = vdev::testing::OpenFdCount();
@@ -60,8 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (sendmsg(theirs.get(), &msg, MSG_NOSIGNAL) != 16) return 0;
     }
     fds.clear();  // the receiver owns its copies now
-    if (rest_len > 0 && send(theirs.get(), rest, rest_len, MSG_NOSIGNAL) !=
-                            static_cast<ssize_t>(rest_len)) {
+    if (rest_len > 0 &&
+        send(theirs.get(), rest, rest_len, MSG_NOSIGNAL) != static_cast<ssize_t>(rest_len)) {
       return 0;
     }
     theirs.Reset();  // end of stream

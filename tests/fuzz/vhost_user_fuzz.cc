@@ -43,7 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!vdev::SendWithFds(theirs.get(), &first, 1, raw).ok()) return 0;
     fds.clear();  // the receiver owns its copies now
     const size_t rest = size - 2 - 12;
-    if (rest > 0 && send(theirs.get(), data + 14, rest, MSG_NOSIGNAL) != static_cast<ssize_t>(rest)) {
+    if (rest > 0 &&
+        send(theirs.get(), data + 14, rest, MSG_NOSIGNAL) != static_cast<ssize_t>(rest)) {
       return 0;
     }
     shutdown(theirs.get(), SHUT_WR);  // end of the backend's stream; our requests still go in

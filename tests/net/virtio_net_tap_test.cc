@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <map>
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -95,8 +95,8 @@ class EchoServer {
         if (poll(&p, 1, 50) <= 0) continue;
         sockaddr_in from{};
         socklen_t fl = sizeof(from);
-        const ssize_t n = recvfrom(fd_, buf.data(), buf.size(), 0,
-                                   reinterpret_cast<sockaddr*>(&from), &fl);
+        const ssize_t n =
+            recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &fl);
         if (n < 0) continue;
         ++echoed_;
         sendto(fd_, buf.data(), size_t(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
@@ -142,12 +142,12 @@ class VirtioNetTapTest : public ::testing::Test {
 
   void Build(const std::string& netdev_extra = "", const std::string& dev_extra = "") {
     m_ = *Machine::Create("pc");
-    auto nd = m_->ObjectAdd("netdev", absl::StrCat("tap,id=n0,ifname=", ifname_, ",script=no",
-                                                   netdev_extra));
+    auto nd = m_->ObjectAdd("netdev",
+                            absl::StrCat("tap,id=n0,ifname=", ifname_, ",script=no", netdev_extra));
     ASSERT_TRUE(nd.ok()) << nd.status();
     tap_ = qom::DynamicCast<net::Tap>(*nd);
-    auto d = m_->DeviceAdd("virtio-net-pci,id=nic0,netdev=n0,mac=" +
-                           testing::FormatMac(kGuestMac) + dev_extra);
+    auto d = m_->DeviceAdd("virtio-net-pci,id=nic0,netdev=n0,mac=" + testing::FormatMac(kGuestMac) +
+                           dev_extra);
     ASSERT_TRUE(d.ok()) << d.status();
     proxy_ = static_cast<VirtIONetPCI*>(*d);
     // The TAP goes into the namespace, with the host address.
@@ -224,8 +224,8 @@ class VirtioNetTapTest : public ::testing::Test {
       std::vector<uint8_t> data(1 + (i * 53) % 1400);
       for (size_t k = 0; k < data.size(); ++k) data[k] = static_cast<uint8_t>(i * 31 + k);
       sent[sport] = data;
-      while (!drv_->Send(0, testing::UdpFrame(host, kGuestMac, kGuestIp, kHostIp, sport,
-                                              kEchoPort, data))) {
+      while (!drv_->Send(
+          0, testing::UdpFrame(host, kGuestMac, kGuestIp, kHostIp, sport, kEchoPort, data))) {
         drv_->ReclaimTx(0);
       }
       CollectUdp(&got, absl::ZeroDuration());
@@ -241,8 +241,10 @@ class VirtioNetTapTest : public ::testing::Test {
       EXPECT_EQ(it->second, data) << port;
     }
     if (got.size() != sent.size()) {
-      for (auto [k, v] : proxy_->net()->counters().Snapshot()) ADD_FAILURE() << "nic " << k << "=" << v;
-      for (auto [k, v] : tap_->queue(0)->counters().Snapshot()) ADD_FAILURE() << "tap " << k << "=" << v;
+      for (auto [k, v] : proxy_->net()->counters().Snapshot())
+        ADD_FAILURE() << "nic " << k << "=" << v;
+      for (auto [k, v] : tap_->queue(0)->counters().Snapshot())
+        ADD_FAILURE() << "tap " << k << "=" << v;
     }
   }
 

@@ -224,7 +224,8 @@ std::vector<uint8_t> MacTable(const std::vector<Mac>& uni, const std::vector<Mac
   std::vector<uint8_t> d;
   for (const auto* t : {&uni, &multi}) {
     const uint32_t n = static_cast<uint32_t>(t->size());
-    d.insert(d.end(), reinterpret_cast<const uint8_t*>(&n), reinterpret_cast<const uint8_t*>(&n) + 4);
+    d.insert(d.end(), reinterpret_cast<const uint8_t*>(&n),
+             reinterpret_cast<const uint8_t*>(&n) + 4);
     for (const Mac& m : *t) d.insert(d.end(), m.begin(), m.end());
   }
   return d;
@@ -283,8 +284,8 @@ TEST_F(VirtioNetTest, MacAddressSetAndAnnounce) {
 
 TEST_F(VirtioNetTest, LinkDownIsSeenByTheGuestWithAConfigInterrupt) {
   Build("loopback,id=n0", "virtio-net-pci,netdev=n0,vectors=4");
-  ASSERT_TRUE(guest_->EnableMsix(*fn_, {{0xfee00000, 0x40}, {0xfee00000, 0x41},
-                                        {0xfee00000, 0x42}, {0xfee00000, 0x43}}));
+  ASSERT_TRUE(guest_->EnableMsix(
+      *fn_, {{0xfee00000, 0x40}, {0xfee00000, 0x41}, {0xfee00000, 0x42}, {0xfee00000, 0x43}}));
   ASSERT_TRUE(drv_->Init(kVersion1 | kCtrlAll, 1, 1, 256, 2048, /*msix=*/true));
   pci_->SetConfigVector(0);
   sink_.TakeMsis();
@@ -330,8 +331,10 @@ TEST_F(VirtioNetTest, MultiqueueOnePeerQueuePerPair) {
     EXPECT_EQ(got[0].data, FrameTo(kOtherMac, 70, uint8_t(10 + p)));
   }
   // Pair counts of 0 or above the maximum are refused.
-  EXPECT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, {0, 0}), VIRTIO_NET_ERR);
-  EXPECT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, {4, 0}), VIRTIO_NET_ERR);
+  EXPECT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, {0, 0}),
+            VIRTIO_NET_ERR);
+  EXPECT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, {4, 0}),
+            VIRTIO_NET_ERR);
   EXPECT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, {1, 0}), VIRTIO_NET_OK);
   EXPECT_EQ(net()->curr_queue_pairs(), 1u);
 }
@@ -341,8 +344,8 @@ TEST_F(VirtioNetTest, MultiqueueOnePeerQueuePerPair) {
 TEST_F(VirtioNetTest, ControlRequestsAreValidated) {
   Standard();
   auto ctrl = [&](uint8_t c, uint8_t m, std::vector<uint8_t> d) { return drv_->Ctrl(c, m, d); };
-  EXPECT_EQ(ctrl(99, 0, {}), VIRTIO_NET_ERR);                                     // unknown class
-  EXPECT_EQ(ctrl(VIRTIO_NET_CTRL_RX, 77, {1}), VIRTIO_NET_ERR);                   // unknown cmd
+  EXPECT_EQ(ctrl(99, 0, {}), VIRTIO_NET_ERR);                    // unknown class
+  EXPECT_EQ(ctrl(VIRTIO_NET_CTRL_RX, 77, {1}), VIRTIO_NET_ERR);  // unknown cmd
   EXPECT_EQ(ctrl(VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, {}), VIRTIO_NET_ERR);
   EXPECT_EQ(ctrl(VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, {1, 1}), VIRTIO_NET_ERR);
   EXPECT_EQ(ctrl(VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, {1, 2, 3, 4, 5}),
@@ -447,9 +450,9 @@ TEST_F(VirtioNetTest, ReceiveBufferThatIsNotWritableSetsNeedsReset) {
   }
   EXPECT_TRUE(pci_->status() & VirtIODevice::kNeedsReset);
   // After a reset the device works again.
-  ASSERT_TRUE((drv_ = std::make_unique<VirtioNetDriver>(*pci_, m_->guest_memory(),
-                                                        GuestAddr(0x1000000)))
-                  ->Init(kVersion1 | Bit(VIRTIO_NET_F_MRG_RXBUF)));
+  ASSERT_TRUE(
+      (drv_ = std::make_unique<VirtioNetDriver>(*pci_, m_->guest_memory(), GuestAddr(0x1000000)))
+          ->Init(kVersion1 | Bit(VIRTIO_NET_F_MRG_RXBUF)));
   drv_->FillRx(0, 8);
   lo_->Inject(FrameTo(kGuestMac, 100));
   EXPECT_EQ(drv_->WaitRx(0, 1, kWait).size(), 1u);

@@ -4,6 +4,8 @@
 // it, SET_IRQFD, DEVICE_RESET; and the hostile rows: unknown commands, wrong sizes, wrong fd
 // counts (every fd closed), regions past the end of their fd, overlapping or wrapping regions,
 // config accesses past the space, a peer that hangs up.
+#include "hw/remote/mpqemu.h"
+
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -14,17 +16,15 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/open_fds.h"
 #include "hw/misc/edu.h"
-#include "hw/remote/mpqemu.h"
 #include "hw/remote/pci_proxy_server.h"
+#include "tests/testing/open_fds.h"
 
 namespace vdev::remote {
 namespace {
 
 using ::testing::HasSubstr;
 using ::vdev::testing::OpenFdCount;
-
 
 std::vector<uint8_t> CfgPayload(uint32_t addr, uint32_t val, int32_t len) {
   std::vector<uint8_t> p(12);
@@ -243,7 +243,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Hostile{"UnknownCommand", 9, {}, 0, "unknown command 9"},
         Hostile{"NegativeCommand", -1, {}, 0, "unknown command -1"},
-        Hostile{"CfgReadWrongSize", 3, std::vector<uint8_t>(8), 0, "PCI_CFGREAD with a 8-byte payload"},
+        Hostile{"CfgReadWrongSize", 3, std::vector<uint8_t>(8), 0,
+                "PCI_CFGREAD with a 8-byte payload"},
         Hostile{"BarWriteWithAnFd", 4, BarPayload(kBar, 0, 4, true), 1, "BAR_WRITE with 1 fds"},
         Hostile{"IrqfdWithOneFd", 6, {}, 1, "SET_IRQFD with 1 fds"},
         Hostile{"ResetWithFds", 7, {}, 3, "DEVICE_RESET with 3 fds"},

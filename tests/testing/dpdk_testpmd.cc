@@ -25,18 +25,13 @@ constexpr char kBinary[] = "/usr/bin/dpdk-testpmd";
 std::atomic<int> next_id{0};
 
 std::vector<std::string> Common(const std::string& prefix, const std::string& lcores) {
-  return {kBinary,  "--lcores", lcores, "--file-prefix=" + prefix, "--no-pci", "--no-huge",
-          "-m",     "256",      "--log-level=lib.eal:warning"};
+  return {kBinary,     "--lcores", lcores, "--file-prefix=" + prefix,    "--no-pci",
+          "--no-huge", "-m",       "256",  "--log-level=lib.eal:warning"};
 }
 
 std::vector<std::string> PmdArgs(const std::string& mode) {
-  return {"--",
-          "--forward-mode=" + mode,
-          "--auto-start",
-          "--stats-period",
-          "1",
-          "--nb-cores=1",
-          "--total-num-mbufs=8192"};
+  return {"--", "--forward-mode=" + mode, "--auto-start",          "--stats-period",
+          "1",  "--nb-cores=1",           "--total-num-mbufs=8192"};
 }
 
 }  // namespace
@@ -84,8 +79,8 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::s
   const std::string prefix = absl::StrCat("vdevvh", getpid(), "_", next_id++);
   std::vector<std::string> args = Common(prefix, lcores);
   args.push_back("--vdev");
-  args.push_back(absl::StrCat("net_vhost0,iface=", socket, ",queues=", queues,
-                              client ? ",client=1" : ""));
+  args.push_back(
+      absl::StrCat("net_vhost0,iface=", socket, ",queues=", queues, client ? ",client=1" : ""));
   for (std::string& a : PmdArgs(mode)) args.push_back(std::move(a));
   if (queues > 1) {
     args.push_back(absl::StrCat("--rxq=", queues));

@@ -24,8 +24,7 @@ std::vector<uint8_t> EthFrame(const Mac& dst, const Mac& src, uint16_t type,
 std::vector<uint8_t> VlanFrame(const Mac& dst, const Mac& src, uint16_t vid, uint16_t type,
                                const std::vector<uint8_t>& payload);
 std::vector<uint8_t> ArpRequest(const Mac& src, const Ip4& src_ip, const Ip4& target_ip);
-std::vector<uint8_t> ArpReply(const Mac& src, const Ip4& src_ip, const Mac& dst,
-                              const Ip4& dst_ip);
+std::vector<uint8_t> ArpReply(const Mac& src, const Ip4& src_ip, const Mac& dst, const Ip4& dst_ip);
 std::vector<uint8_t> Ip4Frame(const Mac& dst, const Mac& src, const Ip4& src_ip, const Ip4& dst_ip,
                               uint8_t proto, const std::vector<uint8_t>& payload);
 std::vector<uint8_t> IcmpEcho(const Mac& dst, const Mac& src, const Ip4& src_ip, const Ip4& dst_ip,

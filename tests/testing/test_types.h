@@ -11,8 +11,8 @@
 #include "core/qdev/bus.h"
 #include "core/qdev/machine.h"
 #include "core/qdev/sysbus.h"
-#include "qom/user_creatable.h"
 #include "qom/object.h"
+#include "qom/user_creatable.h"
 
 namespace vdev::testing {
 

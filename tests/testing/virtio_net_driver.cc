@@ -20,7 +20,8 @@ VirtioNetDriver::VirtioNetDriver(VirtioPciDriver& pci, const GuestMemory& ram, G
     : pci_(pci), ram_(ram), base_(base) {}
 
 GuestAddr VirtioNetDriver::BufferAddr(uint16_t queue, uint16_t slot) const {
-  return GuestAddr(base_.value() + kBufferArea + queue * kBufferStride + uint64_t{slot} * buf_size_);
+  return GuestAddr(base_.value() + kBufferArea + queue * kBufferStride +
+                   uint64_t{slot} * buf_size_);
 }
 
 bool VirtioNetDriver::Init(uint64_t wanted, uint16_t pairs, uint16_t max_pairs, uint16_t ring_size,
@@ -161,8 +162,8 @@ std::optional<uint8_t> VirtioNetDriver::Ctrl(uint8_t cls, uint8_t cmd,
   ram_.Write(req, absl::MakeConstSpan(buf));
   const uint8_t poison = 0xee;
   ram_.Write(ack, absl::MakeConstSpan(&poison, 1));
-  const uint16_t head = q.ring->AddChain(
-      {{req, static_cast<uint32_t>(buf.size()), false}, {ack, 1, true}});
+  const uint16_t head =
+      q.ring->AddChain({{req, static_cast<uint32_t>(buf.size()), false}, {ack, 1, true}});
   q.ring->Publish(head);
   pci_.Kick(ctrl_index_);
   auto used = q.ring->TakeUsed();

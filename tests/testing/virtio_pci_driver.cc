@@ -3,7 +3,6 @@
 #include <linux/virtio_pci.h>
 
 #include "bus/pci/i440fx.h"
-
 #include "bus/pci/pci_regs.h"
 #include "bus/virtio/virtio_uapi.h"
 
@@ -177,9 +176,9 @@ uint64_t VirtioPciDriver::DeviceConfigRead(uint32_t off, unsigned size) {
 
 bool ProbePcVirtio(Machine& m, uint16_t device_id, PcVirtioFunction* out,
                    VirtioPciDriver::Mode mode) {
-  out->guest = std::make_unique<PciGuest>(m.io_space(), m.memory_space(),
-                                          PciGuest::Mechanism::kPortIo, 0xb0000000,
-                                          &pci::I440FXPciHost::RouteIntx);
+  out->guest =
+      std::make_unique<PciGuest>(m.io_space(), m.memory_space(), PciGuest::Mechanism::kPortIo,
+                                 0xb0000000, &pci::I440FXPciHost::RouteIntx);
   out->guest->Enumerate();
   out->fn = out->guest->Find(0x1af4, device_id);
   if (out->fn == nullptr) return false;

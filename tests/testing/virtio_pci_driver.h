@@ -21,8 +21,8 @@
 #include <optional>
 
 #include "core/memory/guest_memory.h"
-#include "core/qdev/machine.h"
 #include "core/memory/memory.h"
+#include "core/qdev/machine.h"
 #include "tests/testing/pci_guest.h"
 #include "tests/testing/virtio_ring.h"
 

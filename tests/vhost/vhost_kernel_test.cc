@@ -6,9 +6,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "core/qdev/machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/qdev/machine.h"
 #include "net/virtio_net_uapi.h"
 
 namespace vdev::vhost {
@@ -45,18 +45,24 @@ TEST(VhostKernelTest, RingAddressesAreTranslatedOnlyWhenAllRamAndAligned) {
   auto a = BuildVringAddr(*mem, 1, 256, 0x10000, 0x11000, 0x12000);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->index, 1u);
-  EXPECT_EQ(a->desc_user_addr, reinterpret_cast<uint64_t>(mem->HostPointer(GuestAddr(0x10000), 1, false)));
-  EXPECT_EQ(a->used_user_addr, reinterpret_cast<uint64_t>(mem->HostPointer(GuestAddr(0x12000), 1, false)));
+  EXPECT_EQ(a->desc_user_addr,
+            reinterpret_cast<uint64_t>(mem->HostPointer(GuestAddr(0x10000), 1, false)));
+  EXPECT_EQ(a->used_user_addr,
+            reinterpret_cast<uint64_t>(mem->HostPointer(GuestAddr(0x12000), 1, false)));
   // Misaligned parts.
-  EXPECT_THAT(std::string(BuildVringAddr(*mem, 0, 256, 0x10008, 0x11000, 0x12000).status().message()),
-              HasSubstr("not 16-byte aligned"));
-  EXPECT_THAT(std::string(BuildVringAddr(*mem, 0, 256, 0x10000, 0x11001, 0x12000).status().message()),
-              HasSubstr("not 2-byte aligned"));
-  EXPECT_THAT(std::string(BuildVringAddr(*mem, 0, 256, 0x10000, 0x11000, 0x12002).status().message()),
-              HasSubstr("not 4-byte aligned"));
+  EXPECT_THAT(
+      std::string(BuildVringAddr(*mem, 0, 256, 0x10008, 0x11000, 0x12000).status().message()),
+      HasSubstr("not 16-byte aligned"));
+  EXPECT_THAT(
+      std::string(BuildVringAddr(*mem, 0, 256, 0x10000, 0x11001, 0x12000).status().message()),
+      HasSubstr("not 2-byte aligned"));
+  EXPECT_THAT(
+      std::string(BuildVringAddr(*mem, 0, 256, 0x10000, 0x11000, 0x12002).status().message()),
+      HasSubstr("not 4-byte aligned"));
   // A table running off the end of RAM, one in the hole, one straddling two regions' gap.
-  EXPECT_THAT(std::string(BuildVringAddr(*mem, 0, 256, 0xff800, 0x11000, 0x12000).status().message()),
-              HasSubstr("descriptor table"));
+  EXPECT_THAT(
+      std::string(BuildVringAddr(*mem, 0, 256, 0xff800, 0x11000, 0x12000).status().message()),
+      HasSubstr("descriptor table"));
   EXPECT_FALSE(BuildVringAddr(*mem, 0, 256, 0x10000, 0x80000000, 0x12000).ok());
   EXPECT_FALSE(BuildVringAddr(*mem, 0, 256, 0x10000, 0x11000, 0xfffffffffffff000).ok());
   // Sizes that are no ring.
@@ -149,8 +155,8 @@ class VhostKernelNetTest : public ::testing::Test {
       vqs_.push_back(std::make_unique<virtio::VirtQueue>(q, 256));
       const uint64_t at = 0x10000 + q * 0x4000;
       ASSERT_TRUE(vqs_[q]->SetSize(64));
-      ASSERT_TRUE(vqs_[q]->SetAddresses(GuestAddr(at), GuestAddr(at + 0x1000),
-                                        GuestAddr(at + 0x2000)));
+      ASSERT_TRUE(
+          vqs_[q]->SetAddresses(GuestAddr(at), GuestAddr(at + 0x1000), GuestAddr(at + 0x2000)));
     }
   }
   std::vector<VhostDev::Ring> Rings() {
@@ -169,7 +175,8 @@ TEST_F(VhostKernelNetTest, StartHandsEachPairToItsFdAndAttachesTheTap) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(rec_.Of(VHOST_SET_OWNER).size(), 2u);
   EXPECT_EQ((*b)->features(), rec_.features);
-  VhostDev dev(*loop_, [](uint32_t) {}, [](uint32_t) {});
+  VhostDev dev(
+      *loop_, [](uint32_t) {}, [](uint32_t) {});
   ASSERT_TRUE(dev.Start(**b, *mem_, rec_.features, Rings()).ok());
   // The TAP carries the header: vhost must not add one.
   for (const Recorded& r : rec_.Of(VHOST_SET_FEATURES)) {
@@ -186,8 +193,8 @@ TEST_F(VhostKernelNetTest, StartHandsEachPairToItsFdAndAttachesTheTap) {
   }
   auto addrs = rec_.Of(VHOST_SET_VRING_ADDR);
   ASSERT_EQ(addrs.size(), 4u);
-  EXPECT_EQ(addrs[3].value,
-            reinterpret_cast<uint64_t>(mem_->HostPointer(GuestAddr(0x10000 + 3 * 0x4000), 1, false)));
+  EXPECT_EQ(addrs[3].value, reinterpret_cast<uint64_t>(
+                                mem_->HostPointer(GuestAddr(0x10000 + 3 * 0x4000), 1, false)));
   auto backends = rec_.Of(VHOST_NET_SET_BACKEND);
   ASSERT_EQ(backends.size(), 4u);
   EXPECT_EQ(backends[2].fd, 101);
@@ -213,7 +220,8 @@ TEST_F(VhostKernelNetTest, AnIoctlFailureIsAStatusNamingIt) {
   auto b = VhostKernelNet::Create({100, 101}, {200, 201}, true, rec_.fn());
   ASSERT_TRUE(b.ok());
   rec_.fail_request = VHOST_SET_VRING_ADDR;
-  VhostDev dev(*loop_, [](uint32_t) {}, [](uint32_t) {});
+  VhostDev dev(
+      *loop_, [](uint32_t) {}, [](uint32_t) {});
   absl::Status s = dev.Start(**b, *mem_, rec_.features, Rings());
   EXPECT_EQ(s.message(), "vhost-net: VHOST_SET_VRING_ADDR (ring 0): Bad address");
   EXPECT_FALSE(dev.started());
@@ -230,7 +238,8 @@ TEST_F(VhostKernelNetTest, GuestRingsOutsideRamNeverReachTheKernel) {
   virtio::VirtQueue bad(0, 256);
   ASSERT_TRUE(bad.SetSize(64));
   ASSERT_TRUE(bad.SetAddresses(GuestAddr(0x10000), GuestAddr(0x80000000), GuestAddr(0x12000)));
-  VhostDev dev(*loop_, [](uint32_t) {}, [](uint32_t) {});
+  VhostDev dev(
+      *loop_, [](uint32_t) {}, [](uint32_t) {});
   absl::Status s = dev.Start(**b, *mem_, rec_.features, {{0, &bad}});
   EXPECT_THAT(s.message(), HasSubstr("available ring"));
   EXPECT_TRUE(rec_.Of(VHOST_SET_VRING_ADDR).empty());

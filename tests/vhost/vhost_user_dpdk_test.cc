@@ -14,8 +14,8 @@
 #include "bus/virtio/virtio_uapi.h"
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"
-#include "hw/virtio/vhost/vhost_user_netdev.h"
 #include "hw/net/virtio_net/pci.h"
+#include "hw/virtio/vhost/vhost_user_netdev.h"
 #include "tests/testing/dpdk_testpmd.h"
 #include "tests/testing/net_frames.h"
 #include "tests/testing/open_fds.h"
@@ -150,7 +150,8 @@ TEST_F(VhostUserDpdkTest, HandshakeNegotiatesWhatTheBackendOffers) {
   ASSERT_TRUE(drv_->Init(kFeatures | Bit(VIRTIO_NET_F_CSUM) | Bit(VIRTIO_NET_F_GUEST_CSUM) |
                          Bit(VIRTIO_NET_F_GUEST_UFO)));
   // Offloads follow the backend's features, not ours alone.
-  EXPECT_EQ(drv_->Has(VIRTIO_NET_F_GUEST_UFO), (vu_->features() >> VIRTIO_NET_F_GUEST_UFO & 1) != 0);
+  EXPECT_EQ(drv_->Has(VIRTIO_NET_F_GUEST_UFO),
+            (vu_->features() >> VIRTIO_NET_F_GUEST_UFO & 1) != 0);
   EXPECT_TRUE(drv_->Has(VIRTIO_NET_F_CTRL_VQ));  // ours, whatever the backend has
   EXPECT_EQ(counter("vhost_starts"), 1u);
 }
@@ -210,8 +211,8 @@ TEST_F(VhostUserDpdkTest, BackendKilledMidTrafficAndRestartedTrafficResumes) {
   // comes back corrupted.
   std::set<uint32_t> seqs;
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (absl::Now() < deadline && !std::includes(seqs.begin(), seqs.end(), kOutage.begin(),
-                                                   kOutage.end())) {
+  while (absl::Now() < deadline &&
+         !std::includes(seqs.begin(), seqs.end(), kOutage.begin(), kOutage.end())) {
     drv_->ReclaimTx(0);
     for (auto& f : drv_->WaitRx(0, 1, absl::Milliseconds(20))) {
       uint32_t seq;
@@ -239,8 +240,7 @@ TEST_F(VhostUserDpdkTest, TwoQueuePairsBothCarryTraffic) {
   drv_->FillRx(1, 64);
   // Pair 1's rings are handed over but disabled until the driver asks for two pairs.
   const std::vector<uint8_t> two = {2, 0};
-  ASSERT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, two),
-            VIRTIO_NET_OK);
+  ASSERT_EQ(drv_->Ctrl(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, two), VIRTIO_NET_OK);
   for (uint16_t pair = 0; pair < 2; ++pair) {
     auto got = RoundTrip(200, 1000 * (pair + 1), 100, 64, pair);
     ASSERT_EQ(got.size(), 200u) << "pair " << pair << "\n" << pmd_->Log();
@@ -271,8 +271,8 @@ TEST_F(VhostUserDpdkTest, NoBackendIsOneClearError) {
   const int fds = testing::OpenFdCount();
   auto nd = m_->ObjectAdd("netdev", "vhost-user,id=n0,chardev=c0");
   ASSERT_FALSE(nd.ok());
-  EXPECT_EQ(nd.status().message(),
-            "chardev 'c0': cannot connect to '" + dir_ + "/nobody.sock': No such file or directory");
+  EXPECT_EQ(nd.status().message(), "chardev 'c0': cannot connect to '" + dir_ +
+                                       "/nobody.sock': No such file or directory");
   EXPECT_EQ(testing::OpenFdCount(), fds);
 }
 

@@ -3,6 +3,8 @@
 // (REPLY_ACK, MQ with GET_QUEUE_NUM, CONFIGURE_MEM_SLOTS with ADD_MEM_REG, NET_MTU, RESET_DEVICE),
 // the order of the hand-over as a backend sees it, and the hostile rows: too few queues, a
 // backend that comes back without a feature the driver uses, a backend that hangs up mid-start.
+#include "hw/virtio/vhost/vhost_user_netdev.h"
+
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -18,7 +20,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hw/machine/pc.h"
-#include "hw/virtio/vhost/vhost_user_netdev.h"
 #include "hw/net/virtio_net/pci.h"
 #include "tests/testing/open_fds.h"
 #include "tests/testing/pci_guest.h"
@@ -80,8 +81,8 @@ class ScriptedBackend {
   void HangUpOn(uint32_t request) { hang_up_on_ = request; }
   void DropConnection() { drop_ = true; }
 
-  std::map<uint32_t, uint64_t> answers = {{1, kBackendFeatures}, {15, kAllProtocol},
-                                          {17, 4},               {36, 8}};
+  std::map<uint32_t, uint64_t> answers = {
+      {1, kBackendFeatures}, {15, kAllProtocol}, {17, 4}, {36, 8}};
   std::vector<Seen> Seen_() {
     absl::MutexLock l(&mu_);
     return seen_;
@@ -120,7 +121,8 @@ class ScriptedBackend {
         absl::MutexLock l(&mu_);
         seen_.push_back({m->request, m->payload, m->fds.size()});
         // Kick and call fds are kept, as a backend would use them.
-        if ((m->request == 12 || m->request == 13) && m->fds.size() == 1 && m->payload.size() == 8) {
+        if ((m->request == 12 || m->request == 13) && m->fds.size() == 1 &&
+            m->payload.size() == 8) {
           ring_fds_[{m->request, m->payload[0]}] = std::move(m->fds[0]);
         }
       }
@@ -188,8 +190,8 @@ class VhostUserNetdevTest : public ::testing::Test {
     ASSERT_TRUE(testing::ProbePcVirtio(*m_, proxy_->device_id(), &f));
     guest_ = std::move(f.guest);
     pci_ = std::move(f.driver);
-    drv_ = std::make_unique<testing::VirtioNetDriver>(*pci_, m_->guest_memory(),
-                                                      GuestAddr(0x1000000));
+    drv_ =
+        std::make_unique<testing::VirtioNetDriver>(*pci_, m_->guest_memory(), GuestAddr(0x1000000));
   }
   bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(5)) {
     const absl::Time deadline = absl::Now() + timeout;

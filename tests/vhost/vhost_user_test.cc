@@ -3,6 +3,8 @@
 // mapped from the fds), and the hostile rows for replies: wrong request, missing REPLY flag, wrong
 // version, wrong size, unexpected fds (closed), a bogus ring base, a silent backend (timeout) and a
 // backend that hangs up.
+#include "hw/virtio/vhost/vhost_user.h"
+
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -15,14 +17,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/open_fds.h"
-#include "hw/virtio/vhost/vhost_user.h"
 
 namespace vdev::vhost {
 namespace {
 
 using ::testing::HasSubstr;
 using ::vdev::testing::OpenFdCount;
-
 
 std::vector<uint8_t> U64(uint64_t v) {
   std::vector<uint8_t> p(8);

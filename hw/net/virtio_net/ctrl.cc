@@ -47,13 +47,30 @@ uint8_t VirtIONet::CtrlCommand(uint8_t cls, uint8_t cmd, const std::vector<uint8
       const bool on = d[0] != 0;
       const bool extra = negotiated(VIRTIO_NET_F_CTRL_RX_EXTRA);
       switch (cmd) {
-        case VIRTIO_NET_CTRL_RX_PROMISC: filter_.promisc = on; return kOk;
-        case VIRTIO_NET_CTRL_RX_ALLMULTI: filter_.allmulti = on; return kOk;
-        case VIRTIO_NET_CTRL_RX_ALLUNI: if (!extra) return kErr; filter_.alluni = on; return kOk;
-        case VIRTIO_NET_CTRL_RX_NOMULTI: if (!extra) return kErr; filter_.nomulti = on; return kOk;
-        case VIRTIO_NET_CTRL_RX_NOUNI: if (!extra) return kErr; filter_.nouni = on; return kOk;
-        case VIRTIO_NET_CTRL_RX_NOBCAST: if (!extra) return kErr; filter_.nobcast = on; return kOk;
-        default: return kErr;
+        case VIRTIO_NET_CTRL_RX_PROMISC:
+          filter_.promisc = on;
+          return kOk;
+        case VIRTIO_NET_CTRL_RX_ALLMULTI:
+          filter_.allmulti = on;
+          return kOk;
+        case VIRTIO_NET_CTRL_RX_ALLUNI:
+          if (!extra) return kErr;
+          filter_.alluni = on;
+          return kOk;
+        case VIRTIO_NET_CTRL_RX_NOMULTI:
+          if (!extra) return kErr;
+          filter_.nomulti = on;
+          return kOk;
+        case VIRTIO_NET_CTRL_RX_NOUNI:
+          if (!extra) return kErr;
+          filter_.nouni = on;
+          return kOk;
+        case VIRTIO_NET_CTRL_RX_NOBCAST:
+          if (!extra) return kErr;
+          filter_.nobcast = on;
+          return kOk;
+        default:
+          return kErr;
       }
     }
     case VIRTIO_NET_CTRL_MAC: {
@@ -113,8 +130,7 @@ uint8_t VirtIONet::CtrlCommand(uint8_t cls, uint8_t cmd, const std::vector<uint8
       return kOk;
     }
     case VIRTIO_NET_CTRL_MQ: {
-      if (!negotiated(VIRTIO_NET_F_MQ) || cmd != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET ||
-          d.size() != 2) {
+      if (!negotiated(VIRTIO_NET_F_MQ) || cmd != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET || d.size() != 2) {
         return kErr;
       }
       const uint16_t n = static_cast<uint16_t>(d[0] | d[1] << 8);

@@ -3,8 +3,6 @@
 // queue ctrl.cc, vhost hand-over vhost.cc, the PCI binding pci.cc.
 //
 //   -netdev tap,id=n0 -device virtio-net-device,netdev=n0   (on a virtio-mmio transport)
-#include "hw/net/virtio_net/virtio_net.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -13,8 +11,9 @@
 #include "absl/strings/str_format.h"
 #include "core/base/byte_order.h"
 #include "core/base/logging.h"
-#include "hw/net/virtio_net/virtio_net_internal.h"
 #include "core/base/status_macros.h"
+#include "hw/net/virtio_net/virtio_net.h"
+#include "hw/net/virtio_net/virtio_net_internal.h"
 
 namespace vdev::virtio {
 namespace {
@@ -139,17 +138,16 @@ absl::Status VirtIONet::Realize() {
     if (host_features_ & Bit(VIRTIO_NET_F_MQ)) {
       npairs = netdev_->num_queues();
     } else if (netdev_->num_queues() > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ctx, ": netdev '", netdev_->name(), "' has ", netdev_->num_queues(),
-          " queues; use mq=on"));
+      return absl::InvalidArgumentError(absl::StrCat(ctx, ": netdev '", netdev_->name(), "' has ",
+                                                     netdev_->num_queues(), " queues; use mq=on"));
     }
     if (npairs > kMaxQueuePairs) {
-      return absl::InvalidArgumentError(absl::StrCat(ctx, ": at most ", kMaxQueuePairs,
-                                                     " queue pairs"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(ctx, ": at most ", kMaxQueuePairs, " queue pairs"));
     }
     if (!netdev_->Claim()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          ctx, ": netdev '", netdev_->name(), "' is already in use by another device"));
+      return absl::FailedPreconditionError(absl::StrCat(ctx, ": netdev '", netdev_->name(),
+                                                        "' is already in use by another device"));
     }
     has_vnet_hdr_ = true;
     has_ufo_ = true;
@@ -167,7 +165,11 @@ absl::Status VirtIONet::Realize() {
   if (mac_prop_ == qom::MacAddress{}) {
     // QEMU's default: 52:54:00:12:34:56, the next NIC :57, ...
     const uint32_t n = next_default_mac.fetch_add(1);
-    mac_prop_.bytes = {0x52, 0x54, 0x00, 0x12, static_cast<uint8_t>(0x34 + ((0x56 + n) >> 8)),
+    mac_prop_.bytes = {0x52,
+                       0x54,
+                       0x00,
+                       0x12,
+                       static_cast<uint8_t>(0x34 + ((0x56 + n) >> 8)),
                        static_cast<uint8_t>(0x56 + n)};
   }
   num_pairs_ = npairs;
@@ -397,8 +399,7 @@ void VirtIONet::LinkChanged() {
 
 void VirtIONet::Announce() {
   absl::MutexLock l(&mu_);
-  if (!running() || !negotiated(VIRTIO_NET_F_GUEST_ANNOUNCE) ||
-      !negotiated(VIRTIO_NET_F_STATUS)) {
+  if (!running() || !negotiated(VIRTIO_NET_F_GUEST_ANNOUNCE) || !negotiated(VIRTIO_NET_F_STATUS)) {
     return;
   }
   net_status_ |= VIRTIO_NET_S_ANNOUNCE;

@@ -78,8 +78,8 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
     ++n;
     if (e.in_len == 0 || e.out_len != 0) {
       UndoRx(vq, *elems, n);
-      MarkNeedsReset(absl::StrCat("receive queue ", vq->index(),
-                                  ": a buffer that is not device-writable"));
+      MarkNeedsReset(
+          absl::StrCat("receive queue ", vq->index(), ": a buffer that is not device-writable"));
       return false;
     }
     have += e.in_len;
@@ -151,9 +151,10 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   }
   if (!mergeable_ && elems[0].in_len < total) {
     vq->Unpop(elems[0]);
-    MarkNeedsReset(absl::StrFormat("receive buffer of %u bytes for a %u-byte frame without "
-                                   "mergeable buffers",
-                                   elems[0].in_len, total));
+    MarkNeedsReset(
+        absl::StrFormat("receive buffer of %u bytes for a %u-byte frame without "
+                        "mergeable buffers",
+                        elems[0].in_len, total));
     return -1;
   }
   // The header: the backend's when it carries one of our layout, else a blank one.
@@ -172,8 +173,8 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
     size_t consumed_before = 0;
     for (int k = 0; k < i; ++k) consumed_before += iov[k].iov_len;
     if (consumed_before < h) skip = std::min(iov[i].iov_len, h - consumed_before);
-    off += CopyToIov(dst, off, static_cast<uint8_t*>(iov[i].iov_base) + skip,
-                     iov[i].iov_len - skip);
+    off +=
+        CopyToIov(dst, off, static_cast<uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip);
   }
   CompleteRx(pair, vq, elems, count, total);
   rx_frames_->Add(1);
@@ -247,8 +248,7 @@ ssize_t VirtIONet::ReceiveDirect(size_t pair, net::NetClientState::FillFn fill) 
   return got;
 }
 
-ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max,
-                                      net::NetClientState::BatchFillFn fill) {
+ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max, net::NetClientState::BatchFillFn fill) {
   absl::MutexLock l(&mu_);
   if (!RxReady(pair) || max < 1) return net::NetClientState::kNoDirect;
   const size_t h = host_hdr_len_;

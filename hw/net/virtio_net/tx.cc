@@ -22,10 +22,17 @@ bool VirtIONet::ValidTxHeader(const uint8_t* raw, uint64_t frame_len) {
   if (gso == VIRTIO_NET_HDR_GSO_NONE) return !(h.gso_type & VIRTIO_NET_HDR_GSO_ECN);
   unsigned need;
   switch (gso) {
-    case VIRTIO_NET_HDR_GSO_TCPV4: need = VIRTIO_NET_F_HOST_TSO4; break;
-    case VIRTIO_NET_HDR_GSO_TCPV6: need = VIRTIO_NET_F_HOST_TSO6; break;
-    case VIRTIO_NET_HDR_GSO_UDP: need = VIRTIO_NET_F_HOST_UFO; break;
-    default: return false;
+    case VIRTIO_NET_HDR_GSO_TCPV4:
+      need = VIRTIO_NET_F_HOST_TSO4;
+      break;
+    case VIRTIO_NET_HDR_GSO_TCPV6:
+      need = VIRTIO_NET_F_HOST_TSO6;
+      break;
+    case VIRTIO_NET_HDR_GSO_UDP:
+      need = VIRTIO_NET_F_HOST_UFO;
+      break;
+    default:
+      return false;
   }
   if (!negotiated(need)) return false;
   if ((h.gso_type & VIRTIO_NET_HDR_GSO_ECN) && !negotiated(VIRTIO_NET_F_HOST_ECN)) return false;
@@ -93,8 +100,8 @@ void VirtIONet::FlushTx(size_t pair) {
     const uint64_t frame_len = e.out_len - hlen;
     if (!ValidTxHeader(hdr, frame_len)) {
       VDEV_LOG_GUEST_ERROR(counters(), "tx_bad_header",
-                           "%s: transmit header flags 0x%x gso 0x%x dropped", DisplayName(),
-                           hdr[0], hdr[1]);
+                           "%s: transmit header flags 0x%x gso 0x%x dropped", DisplayName(), hdr[0],
+                           hdr[1]);
       vq->Fill(e, 0, done++);
       continue;
     }

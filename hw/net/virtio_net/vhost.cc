@@ -4,8 +4,8 @@
 // rings come back with their positions.
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
-#include "hw/virtio/vhost/vhost_kernel.h"
 #include "hw/net/virtio_net/virtio_net_internal.h"
+#include "hw/virtio/vhost/vhost_kernel.h"
 #include "net/tap.h"
 
 namespace vdev::virtio {
@@ -95,8 +95,8 @@ void VirtIONet::StartVhost() {
     for (uint16_t q : {static_cast<uint16_t>(2 * p), static_cast<uint16_t>(2 * p + 1)}) {
       VirtQueue* vq = queue(q);
       if (vq->enabled()) {
-        rings.push_back({q, vq, transport->QueueIrqfd(q), transport->QueueIoeventfd(q),
-                         p < curr_pairs_});
+        rings.push_back(
+            {q, vq, transport->QueueIrqfd(q), transport->QueueIoeventfd(q), p < curr_pairs_});
       }
     }
   }

@@ -71,7 +71,6 @@ inline void AppendIov(const std::vector<iovec>& in, size_t offset, std::vector<i
   }
 }
 
-
 // The NIC side of one queue pair.
 class VirtIONet::Nic : public net::NetClientState {
  public:

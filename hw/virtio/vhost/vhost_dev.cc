@@ -76,7 +76,8 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
     s = backend.SetVringNum(ring.index, vq.size());
     if (s.ok()) s = backend.SetVringBase(ring.index, vq.last_avail_idx());
     if (s.ok()) s = backend.SetVringAddr(ring.index, addrs[i]);
-    if (s.ok()) s = backend.SetVringKick(ring.index, ring.ioeventfd >= 0 ? ring.ioeventfd : r.kick.fd());
+    if (s.ok())
+      s = backend.SetVringKick(ring.index, ring.ioeventfd >= 0 ? ring.ioeventfd : r.kick.fd());
     if (s.ok()) s = backend.SetVringCall(ring.index, ring.irqfd >= 0 ? ring.irqfd : r.call.fd());
     if (s.ok()) s = backend.SetVringErr(ring.index, r.err.fd());
   }
@@ -98,8 +99,11 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
           s->rings[i].call.TestAndClear();
           if (s->live.load(std::memory_order_acquire)) s->on_call(index);
         });
-        if (w.ok()) r.call_watch = std::move(*w);
-        else VDEV_LOG(kError, "vhost: cannot watch ring %u's call eventfd: %s", index, w.status().ToString());
+        if (w.ok())
+          r.call_watch = std::move(*w);
+        else
+          VDEV_LOG(kError, "vhost: cannot watch ring %u's call eventfd: %s", index,
+                   w.status().ToString());
       }
       auto e = loop.WatchNotifier(r.err, [weak, i, index] {
         auto s = weak.lock();

@@ -90,11 +90,11 @@ absl::StatusOr<VringAddr> TranslateRing(const GuestMemory& mem, uint16_t size, G
 class VhostDev {
  public:
   struct Ring {
-    uint32_t index;           // the backend's ring index
-    virtio::VirtQueue* vq;    // active, with its addresses and positions
-    int irqfd = -1;           // the transport's irqfd for this ring's vector, if any
-    int ioeventfd = -1;       // the transport's ioeventfd on this ring's notify address, if any
-    bool enabled = true;      // enable the ring at once (MQ: only the active pairs)
+    uint32_t index;         // the backend's ring index
+    virtio::VirtQueue* vq;  // active, with its addresses and positions
+    int irqfd = -1;         // the transport's irqfd for this ring's vector, if any
+    int ioeventfd = -1;     // the transport's ioeventfd on this ring's notify address, if any
+    bool enabled = true;    // enable the ring at once (MQ: only the active pairs)
   };
   // `on_call(ring index)` runs on `loop` when the backend signals a ring. `on_error(ring index)`
   // when it signals the ring's error eventfd.

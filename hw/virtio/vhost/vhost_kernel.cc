@@ -15,8 +15,9 @@ absl::StatusOr<std::vector<uint8_t>> BuildVhostMemory(const GuestMemory& mem) {
   const auto& regions = mem.regions();
   if (regions.empty()) return absl::InvalidArgumentError("vhost: the guest has no RAM to share");
   if (regions.size() > kVhostMaxMemRegions) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "vhost: %u RAM regions (the kernel takes at most %u)", regions.size(), kVhostMaxMemRegions));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vhost: %u RAM regions (the kernel takes at most %u)", regions.size(),
+                        kVhostMaxMemRegions));
   }
   std::vector<uint8_t> buf(sizeof(vhost_memory) + regions.size() * sizeof(vhost_memory_region), 0);
   auto* table = reinterpret_cast<vhost_memory*>(buf.data());
@@ -56,9 +57,9 @@ absl::StatusOr<vhost_vring_addr> BuildVringAddr(const GuestMemory& mem, unsigned
     }
     uint8_t* h = mem.HostPointer(GuestAddr(p.addr), p.len, /*write=*/i == 2);
     if (h == nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "vhost: ring %u %s [%#x, +%#x) is not all in one RAM region", index, p.name, p.addr,
-          p.len));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("vhost: ring %u %s [%#x, +%#x) is not all in one RAM region", index,
+                          p.name, p.addr, p.len));
     }
     host[i] = reinterpret_cast<uint64_t>(h);
   }
@@ -73,9 +74,9 @@ absl::StatusOr<std::unique_ptr<VhostKernelNet>> VhostKernelNet::Create(std::vect
                                                                        bool tap_vnet_hdr,
                                                                        Ioctl ioctl_fn) {
   if (vhost_fds.empty() || vhost_fds.size() != tap_fds.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "vhost-net: %u vhost fds for %u TAP queues (one per queue pair)", vhost_fds.size(),
-        tap_fds.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vhost-net: %u vhost fds for %u TAP queues (one per queue pair)",
+                        vhost_fds.size(), tap_fds.size()));
   }
   auto b = std::unique_ptr<VhostKernelNet>(new VhostKernelNet);
   b->ioctl_ = ioctl_fn ? std::move(ioctl_fn) : [](int fd, unsigned long request, void* arg) {
@@ -87,9 +88,11 @@ absl::StatusOr<std::unique_ptr<VhostKernelNet>> VhostKernelNet::Create(std::vect
   uint64_t features = ~uint64_t{0};
   for (size_t i = 0; i < b->vhost_fds_.size(); ++i) {
     const uint32_t ring = static_cast<uint32_t>(2 * i);
-    VDEV_RETURN_IF_ERROR(b->Call(b->vhost_fds_[i], VHOST_SET_OWNER, nullptr, "VHOST_SET_OWNER", ring));
+    VDEV_RETURN_IF_ERROR(
+        b->Call(b->vhost_fds_[i], VHOST_SET_OWNER, nullptr, "VHOST_SET_OWNER", ring));
     uint64_t f = 0;
-    VDEV_RETURN_IF_ERROR(b->Call(b->vhost_fds_[i], VHOST_GET_FEATURES, &f, "VHOST_GET_FEATURES", ring));
+    VDEV_RETURN_IF_ERROR(
+        b->Call(b->vhost_fds_[i], VHOST_GET_FEATURES, &f, "VHOST_GET_FEATURES", ring));
     features &= f;
   }
   b->features_ = features;
@@ -113,8 +116,8 @@ absl::Status VhostKernelNet::Call(int fd, unsigned long request, void* arg, cons
 
 absl::Status VhostKernelNet::Ring(uint32_t index, int* fd, unsigned* local) const {
   if (index / 2 >= vhost_fds_.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "vhost-net: ring %u of %u queue pairs", index, vhost_fds_.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vhost-net: ring %u of %u queue pairs", index, vhost_fds_.size()));
   }
   *fd = vhost_fds_[index / 2];
   *local = index % 2;
@@ -206,7 +209,8 @@ absl::StatusOr<uint32_t> VhostKernelNet::GetVringBase(uint32_t index) {
   vhost_vring_state s{local, 0};
   VDEV_RETURN_IF_ERROR(Call(fd, VHOST_GET_VRING_BASE, &s, "VHOST_GET_VRING_BASE", index));
   if (s.num > 0xffff) {
-    return absl::InternalError(absl::StrFormat("vhost-net: ring %u base %u is not 16-bit", index, s.num));
+    return absl::InternalError(
+        absl::StrFormat("vhost-net: ring %u base %u is not 16-bit", index, s.num));
   }
   return s.num;
 }

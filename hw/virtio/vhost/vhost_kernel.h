@@ -18,8 +18,9 @@
 #ifndef VDEV_HW_VIRTIO_VHOST_VHOST_KERNEL_H_
 #define VDEV_HW_VIRTIO_VHOST_VHOST_KERNEL_H_
 
-#include "bus/virtio/virtio_uapi.h"  // before linux/vhost.h (VIRTIO_RING_NO_LEGACY)
-
+// virtio_uapi.h before linux/vhost.h: it defines VIRTIO_RING_NO_LEGACY before virtio_ring.h comes.
+#include "bus/virtio/virtio_uapi.h"
+// (the order above matters)
 #include <linux/vhost.h>
 
 #include <functional>

@@ -87,8 +87,8 @@ absl::Status EncodeMemTable(const GuestMemory& mem, std::vector<uint8_t>* payloa
                             std::vector<int>* fds) {
   const auto& regions = mem.regions();
   if (regions.empty() || regions.size() > static_cast<size_t>(kMaxMemRegions)) {
-    return Bad(absl::StrFormat("%u memory regions (1..%d can be shared)", regions.size(),
-                               kMaxMemRegions));
+    return Bad(
+        absl::StrFormat("%u memory regions (1..%d can be shared)", regions.size(), kMaxMemRegions));
   }
   payload->clear();
   fds->clear();
@@ -110,16 +110,19 @@ absl::StatusOr<std::vector<uint8_t>> CheckReply(const VhostUserMessage& reply, u
   if ((reply.flags & 3) != kVhostUserVersion) {
     return BadReply(absl::StrFormat("reply with version %u", reply.flags & 3));
   }
-  if (!(reply.flags & kFlagReply)) return BadReply("a message without the REPLY flag where a reply was due");
+  if (!(reply.flags & kFlagReply))
+    return BadReply("a message without the REPLY flag where a reply was due");
   if (reply.request != request) {
-    return BadReply(absl::StrFormat("reply to request %u while waiting for %u", reply.request, request));
+    return BadReply(
+        absl::StrFormat("reply to request %u while waiting for %u", reply.request, request));
   }
   if (reply.payload.size() != payload_size) {
     return BadReply(absl::StrFormat("reply to request %u with %u bytes (expects %u)", request,
-                               reply.payload.size(), payload_size));
+                                    reply.payload.size(), payload_size));
   }
   if (!reply.fds.empty()) {
-    return BadReply(absl::StrFormat("reply to request %u carries %u fds", request, reply.fds.size()));
+    return BadReply(
+        absl::StrFormat("reply to request %u carries %u fds", request, reply.fds.size()));
   }
   return reply.payload;
 }
@@ -144,7 +147,8 @@ absl::StatusOr<VhostUserMessage> ReadVhostUserMessage(int sock, absl::Duration t
   std::memcpy(&m.request, header, 4);
   std::memcpy(&m.flags, header + 4, 4);
   std::memcpy(&size, header + 8, 4);
-  if (size > kMaxPayload) return BadReply(absl::StrFormat("a %u-byte payload (at most %u)", size, kMaxPayload));
+  if (size > kMaxPayload)
+    return BadReply(absl::StrFormat("a %u-byte payload (at most %u)", size, kMaxPayload));
   m.payload.resize(size);
   if (size > 0) {
     if (absl::Status s = ReadFull(sock, m.payload.data(), size, deadline); !s.ok()) return s;
@@ -188,9 +192,8 @@ absl::Status VhostUserClient::Send(VhostUserRequest request, absl::Span<const ui
                                    absl::Span<const int> fds) {
   const uint32_t req = static_cast<uint32_t>(request);
   if (absl::Status s = WaitWritable(sock_.get(), timeout_); !s.ok()) return s;
-  if (absl::Status s = SendVhostUserMessage(sock_.get(), req,
-                                            kVhostUserVersion | (reply_ack_ ? kFlagNeedReply : 0),
-                                            payload, fds);
+  if (absl::Status s = SendVhostUserMessage(
+          sock_.get(), req, kVhostUserVersion | (reply_ack_ ? kFlagNeedReply : 0), payload, fds);
       !s.ok()) {
     return s;
   }
@@ -201,7 +204,8 @@ absl::Status VhostUserClient::Send(VhostUserRequest request, absl::Span<const ui
   if (!p.ok()) return p.status();
   uint64_t ack;
   std::memcpy(&ack, p->data(), 8);
-  if (ack != 0) return absl::InternalError(absl::StrFormat("vhost-user: request %u failed (ack %u)", req, ack));
+  if (ack != 0)
+    return absl::InternalError(absl::StrFormat("vhost-user: request %u failed (ack %u)", req, ack));
   return absl::OkStatus();
 }
 
@@ -268,9 +272,11 @@ absl::StatusOr<uint32_t> VhostUserClient::GetVringBase(uint32_t index) {
   std::memcpy(&got_index, p->data(), 4);
   std::memcpy(&base, p->data() + 4, 4);
   if (got_index != index) {
-    return BadReply(absl::StrFormat("GET_VRING_BASE for ring %u answered for ring %u", index, got_index));
+    return BadReply(
+        absl::StrFormat("GET_VRING_BASE for ring %u answered for ring %u", index, got_index));
   }
-  if (base > 0xffff) return BadReply(absl::StrFormat("GET_VRING_BASE: ring base %u is not 16-bit", base));
+  if (base > 0xffff)
+    return BadReply(absl::StrFormat("GET_VRING_BASE: ring base %u is not 16-bit", base));
   return base;
 }
 
@@ -319,7 +325,8 @@ std::vector<uint8_t> EncodeMemReg(const GuestRamRegion& r) {
 }  // namespace
 
 absl::Status VhostUserClient::AddMemReg(const GuestRamRegion& region) {
-  if (region.fd < 0) return Bad(absl::StrCat("memory region '", region.name, "' has no fd to share"));
+  if (region.fd < 0)
+    return Bad(absl::StrCat("memory region '", region.name, "' has no fd to share"));
   const int fds[1] = {region.fd};
   return Send(VhostUserRequest::kAddMemReg, EncodeMemReg(region), fds);
 }

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
@@ -28,8 +28,7 @@ bool ConnectionLost(const absl::Status& s) {
          s.code() == absl::StatusCode::kDataLoss ||  // a reply out of step with our requests
          // A send on a socket the backend closed.
          (s.code() != absl::StatusCode::kOk && absl::StrContains(s.message(), "Broken pipe")) ||
-         (s.code() != absl::StatusCode::kOk &&
-          absl::StrContains(s.message(), "Connection reset"));
+         (s.code() != absl::StatusCode::kOk && absl::StrContains(s.message(), "Connection reset"));
 }
 
 }  // namespace
@@ -65,7 +64,8 @@ VhostUserNetdev::~VhostUserNetdev() {
 
 absl::Status VhostUserNetdev::Complete() {
   const std::string who = absl::StrCat("vhost-user '", name(), "'");
-  if (chardev_ == nullptr) return absl::InvalidArgumentError(absl::StrCat(who, ": chardev is required"));
+  if (chardev_ == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(who, ": chardev is required"));
   if (queues_ < 1 || queues_ > 256) {
     return absl::InvalidArgumentError(absl::StrCat(who, ": queues must be 1..256, got ", queues_));
   }
@@ -76,7 +76,8 @@ absl::Status VhostUserNetdev::Complete() {
   claimed_chardev_ = true;
   VDEV_ASSIGN_OR_RETURN(UniqueFd sock, chardev_->Open(kServerWait));
   absl::StatusOr<VhostUserClient> c = Handshake(std::move(sock));
-  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(who, ": ", c.status().message()));
+  if (!c.ok())
+    return absl::Status(c.status().code(), absl::StrCat(who, ": ", c.status().message()));
   (void)loop();
   for (uint32_t q = 0; q < queues_; ++q) {
     clients_.push_back(
@@ -273,9 +274,9 @@ absl::Status VhostUserNetdev::SetMemTable(const GuestMemory& mem) {
     };
     const auto& now = mem.regions();
     if (now.size() > max_mem_slots_) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "vhost-user: %u RAM regions, the backend has %u memory slots", now.size(),
-          max_mem_slots_));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("vhost-user: %u RAM regions, the backend has %u memory slots", now.size(),
+                          max_mem_slots_));
     }
     std::vector<GuestRamRegion> kept;
     for (const GuestRamRegion& old : sent_regions_) {
@@ -312,21 +313,18 @@ absl::Status VhostUserNetdev::SetVringAddr(uint32_t index, const VringAddr& a) {
 }
 
 absl::Status VhostUserNetdev::SetVringKick(uint32_t index, int fd) {
-  return Op([=](VhostUserClient& c) {
-    return c.SetVringFd(VhostUserRequest::kSetVringKick, index, fd);
-  });
+  return Op(
+      [=](VhostUserClient& c) { return c.SetVringFd(VhostUserRequest::kSetVringKick, index, fd); });
 }
 
 absl::Status VhostUserNetdev::SetVringCall(uint32_t index, int fd) {
-  return Op([=](VhostUserClient& c) {
-    return c.SetVringFd(VhostUserRequest::kSetVringCall, index, fd);
-  });
+  return Op(
+      [=](VhostUserClient& c) { return c.SetVringFd(VhostUserRequest::kSetVringCall, index, fd); });
 }
 
 absl::Status VhostUserNetdev::SetVringErr(uint32_t index, int fd) {
-  return Op([=](VhostUserClient& c) {
-    return c.SetVringFd(VhostUserRequest::kSetVringErr, index, fd);
-  });
+  return Op(
+      [=](VhostUserClient& c) { return c.SetVringFd(VhostUserRequest::kSetVringErr, index, fd); });
 }
 
 absl::Status VhostUserNetdev::SetVringEnable(uint32_t index, bool enable) {
