@@ -12,8 +12,27 @@
 namespace vdev::virtio {
 namespace {
 
-uint64_t Replace32(uint64_t v, bool high, uint64_t half) {
-  return high ? (v & 0xffffffffull) | (half << 32) : (v & ~0xffffffffull) | (half & 0xffffffff);
+// Version-2 queue registers and the register-model field each is.
+struct QueueRegister {
+  uint64_t off;
+  QueueField field;
+};
+constexpr QueueRegister kQueueRegisters[] = {
+    {VIRTIO_MMIO_QUEUE_NUM, QueueField::kSize},
+    {VIRTIO_MMIO_QUEUE_READY, QueueField::kEnable},
+    {VIRTIO_MMIO_QUEUE_DESC_LOW, QueueField::kDescLow},
+    {VIRTIO_MMIO_QUEUE_DESC_HIGH, QueueField::kDescHigh},
+    {VIRTIO_MMIO_QUEUE_AVAIL_LOW, QueueField::kDriverLow},
+    {VIRTIO_MMIO_QUEUE_AVAIL_HIGH, QueueField::kDriverHigh},
+    {VIRTIO_MMIO_QUEUE_USED_LOW, QueueField::kDeviceLow},
+    {VIRTIO_MMIO_QUEUE_USED_HIGH, QueueField::kDeviceHigh},
+};
+
+const QueueRegister* FindQueueRegister(uint64_t off) {
+  for (const QueueRegister& r : kQueueRegisters) {
+    if (r.off == off) return &r;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -68,9 +87,9 @@ void VirtIOMMIOProxy::Unrealize() {
 }
 
 void VirtIOMMIOProxy::Reset() {
+  regs_.Reset();
   absl::MutexLock l(&mu_);
   interrupt_status_ = 0;
-  device_features_sel_ = driver_features_sel_ = queue_sel_ = 0;
   guest_page_size_ = queue_align_ = 4096;
   UpdateIrqLocked();
 }
@@ -110,33 +129,21 @@ uint64_t VirtIOMMIOProxy::Read(uint64_t off, unsigned size) {
   if (off == VIRTIO_MMIO_DEVICE_ID) return d ? d->device_id() : 0;  // 0: no device here
   if (off == VIRTIO_MMIO_VENDOR_ID) return kVendor;
   if (d == nullptr) return 0;
-  uint32_t dsel, qsel;
-  {
-    absl::MutexLock l(&mu_);
-    dsel = device_features_sel_;
-    qsel = queue_sel_;
-    if (off == VIRTIO_MMIO_INTERRUPT_STATUS) return interrupt_status_;
-  }
-  const uint16_t qi = qsel <= 0xffff ? static_cast<uint16_t>(qsel) : 0xffff;
-  uint64_t qv = 0;
-  auto queue_field = [&](auto get) {
-    d->WithQueue(qi, [&](VirtQueue& q) {
-      qv = get(q);
-      return true;
-    });
-    return qv;
-  };
   switch (off) {
+    case VIRTIO_MMIO_INTERRUPT_STATUS: {
+      absl::MutexLock l(&mu_);
+      return interrupt_status_;
+    }
     case VIRTIO_MMIO_DEVICE_FEATURES:
-      return d->ReadHostFeatures(dsel);
+      return regs_.ReadDeviceFeatures(*d);
     case VIRTIO_MMIO_QUEUE_NUM_MAX:
-      return queue_field([](VirtQueue& q) -> uint64_t { return q.max_size(); });
+      return regs_.ReadQueue(*d, QueueField::kMaxSize);
     case VIRTIO_MMIO_QUEUE_PFN:
       if (!legacy_) break;
-      return queue_field([](VirtQueue& q) -> uint64_t { return q.desc_addr().value() / 4096; });
+      return regs_.ReadLegacyPfn(*d);
     case VIRTIO_MMIO_QUEUE_READY:
       if (legacy_) break;
-      return queue_field([](VirtQueue& q) -> uint64_t { return q.enabled(); });
+      return regs_.ReadQueue(*d, QueueField::kEnable);
     case VIRTIO_MMIO_STATUS:
       return d->status();
     case VIRTIO_MMIO_CONFIG_GENERATION:
@@ -163,52 +170,29 @@ void VirtIOMMIOProxy::Write(uint64_t off, uint64_t val, unsigned size) {
     return;
   }
   const uint32_t v = static_cast<uint32_t>(val);
-  uint32_t qsel, dfsel, page, align;
-  {
-    absl::MutexLock l(&mu_);
-    switch (off) {
-      case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
-        device_features_sel_ = v;
-        return;
-      case VIRTIO_MMIO_DRIVER_FEATURES_SEL:
-        driver_features_sel_ = v;
-        return;
-      case VIRTIO_MMIO_QUEUE_SEL:
-        queue_sel_ = v;
-        return;
-      case VIRTIO_MMIO_INTERRUPT_ACK:
-        interrupt_status_ &= ~v;
-        UpdateIrqLocked();
-        return;
-      case VIRTIO_MMIO_GUEST_PAGE_SIZE:
-        if (legacy_) {
-          guest_page_size_ = v;
-          return;
-        }
-        break;
-      case VIRTIO_MMIO_QUEUE_ALIGN:
-        if (legacy_) {
-          queue_align_ = v;
-          return;
-        }
-        break;
-      default:
-        break;
-    }
-    qsel = queue_sel_;
-    dfsel = driver_features_sel_;
-    page = guest_page_size_;
-    align = queue_align_;
-  }
-  const uint16_t qi = qsel <= 0xffff ? static_cast<uint16_t>(qsel) : 0xffff;
   bool ok = true;
   switch (off) {
+    case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
+      regs_.set_device_feature_select(v);
+      return;
+    case VIRTIO_MMIO_DRIVER_FEATURES_SEL:
+      regs_.set_driver_feature_select(v);
+      return;
     case VIRTIO_MMIO_DRIVER_FEATURES:
-      d->WriteGuestFeatures(dfsel, v);
-      break;
+      regs_.WriteDriverFeatures(*d, v);
+      return;
+    case VIRTIO_MMIO_QUEUE_SEL:
+      regs_.set_queue_select(v);
+      return;
+    case VIRTIO_MMIO_INTERRUPT_ACK: {
+      absl::MutexLock l(&mu_);
+      interrupt_status_ &= ~v;
+      UpdateIrqLocked();
+      return;
+    }
     case VIRTIO_MMIO_QUEUE_NOTIFY:
       d->Kick(static_cast<uint16_t>(v > 0xffff ? 0xffff : v));
-      break;
+      return;
     case VIRTIO_MMIO_STATUS:
       d->SetLegacy(legacy_);
       d->SetStatus(static_cast<uint8_t>(v));
@@ -217,51 +201,54 @@ void VirtIOMMIOProxy::Write(uint64_t off, uint64_t val, unsigned size) {
         interrupt_status_ = 0;
         UpdateIrqLocked();
       }
+      return;
+    case VIRTIO_MMIO_GUEST_PAGE_SIZE:
+    case VIRTIO_MMIO_QUEUE_ALIGN:
+    case VIRTIO_MMIO_QUEUE_PFN:
+      ok = legacy_ && WriteLegacyRegister(*d, off, v);
       break;
-    default:
-      // Per-queue registers, under the device's lock (no race with DRIVER_OK freezing them).
-      ok = d->WithQueue(qi, [&](VirtQueue& q) {
-        switch (off) {
-          case VIRTIO_MMIO_QUEUE_NUM:
-            return v <= 0xffff && q.SetSize(static_cast<uint16_t>(v));
-          case VIRTIO_MMIO_QUEUE_PFN: {
-            // Legacy: the ring lives at PFN * page size, the used ring aligned to QueueAlign.
-            auto addr = CheckedMul<uint64_t>(v, page);
-            return legacy_ && addr && (*addr >> 12) <= 0xffffffffu && IsPowerOfTwo(align) &&
-                   *addr % 4096 == 0 && q.SetLegacyPfn(static_cast<uint32_t>(*addr >> 12), align);
-          }
-          case VIRTIO_MMIO_QUEUE_READY:
-            return !legacy_ && (v == 1 ? q.SetEnabled(true) : v == 0);
-          case VIRTIO_MMIO_QUEUE_DESC_LOW:
-          case VIRTIO_MMIO_QUEUE_DESC_HIGH:
-            return !legacy_ &&
-                   q.SetAddresses(GuestAddr(Replace32(q.desc_addr().value(),
-                                                      off == VIRTIO_MMIO_QUEUE_DESC_HIGH, v)),
-                                  q.avail_addr(), q.used_addr());
-          case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
-          case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
-            return !legacy_ &&
-                   q.SetAddresses(q.desc_addr(),
-                                  GuestAddr(Replace32(q.avail_addr().value(),
-                                                      off == VIRTIO_MMIO_QUEUE_AVAIL_HIGH, v)),
-                                  q.used_addr());
-          case VIRTIO_MMIO_QUEUE_USED_LOW:
-          case VIRTIO_MMIO_QUEUE_USED_HIGH:
-            return !legacy_ &&
-                   q.SetAddresses(q.desc_addr(), q.avail_addr(),
-                                  GuestAddr(Replace32(q.used_addr().value(),
-                                                      off == VIRTIO_MMIO_QUEUE_USED_HIGH, v)));
-          default:
-            return false;
-        }
-      });
+    default: {
+      // Version-2 queue registers. QueueReady=0 is accepted and does nothing (enabling is
+      // one-way until reset).
+      const QueueRegister* r =
+          legacy_ && off != VIRTIO_MMIO_QUEUE_NUM ? nullptr : FindQueueRegister(off);
+      if (r == nullptr) {
+        ok = false;
+      } else if (r->field == QueueField::kEnable && v == 0) {
+        ok = regs_.QueueExists(*d);
+      } else {
+        ok = regs_.WriteQueue(*d, r->field, v);
+      }
       break;
+    }
   }
   if (!ok) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_access",
                          "%s: write of 0x%x to register 0x%x refused (queue %u)", DisplayName(), v,
-                         off, qsel);
+                         off, regs_.queue_select());
   }
+}
+
+bool VirtIOMMIOProxy::WriteLegacyRegister(VirtIODevice& d, uint64_t off, uint32_t v) {
+  uint32_t page, align;
+  {
+    absl::MutexLock l(&mu_);
+    if (off == VIRTIO_MMIO_GUEST_PAGE_SIZE) {
+      guest_page_size_ = v;
+      return true;
+    }
+    if (off == VIRTIO_MMIO_QUEUE_ALIGN) {
+      queue_align_ = v;
+      return true;
+    }
+    page = guest_page_size_;
+    align = queue_align_;
+  }
+  // QueuePFN: the ring lives at PFN * page size, the used ring aligned to QueueAlign.
+  auto addr = CheckedMul<uint64_t>(v, page);
+  return addr && (*addr >> 12) <= 0xffffffffu && IsPowerOfTwo(align) && *addr % 4096 == 0 &&
+         regs_.WriteLegacyPfn(d, static_cast<uint32_t>(*addr >> 12), align,
+                              /*use_max_size=*/false);
 }
 
 VDEV_REGISTER_TYPE(VirtIOMMIOProxy);

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bus/virtio/virtio_bus.h"
 #include "bus/virtio/virtio_device.h"
+#include "bus/virtio/virtio_regs.h"
 #include "core/memory/irq.h"
 #include "core/memory/memory.h"
 #include "core/qdev/sysbus.h"
@@ -57,6 +58,8 @@ class VirtIOMMIOProxy : public SysBusDevice, public VirtioTransport {
  private:
   uint64_t Read(uint64_t off, unsigned size);
   void Write(uint64_t off, uint64_t val, unsigned size);
+  // GuestPageSize, QueueAlign, QueuePFN (version 1 only).
+  bool WriteLegacyRegister(VirtIODevice& d, uint64_t off, uint32_t v);
   void RaiseLocked(uint32_t bits) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateIrqLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -70,11 +73,10 @@ class VirtIOMMIOProxy : public SysBusDevice, public VirtioTransport {
   uint32_t gsi_ = 0;
   const GuestMemory* ram_ = nullptr;
 
+  // What the driver programs: selectors and queue fields (the model every transport shares).
+  VirtioRegisters regs_;
   absl::Mutex mu_;
   uint32_t interrupt_status_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t device_features_sel_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t driver_features_sel_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t queue_sel_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t guest_page_size_ ABSL_GUARDED_BY(mu_) = 4096;  // legacy
   uint32_t queue_align_ ABSL_GUARDED_BY(mu_) = 4096;      // legacy
   std::unique_ptr<MemoryRegion> window_;

@@ -77,10 +77,7 @@ absl::Status VirtIOPCIProxy::Realize() {
   VDEV_RETURN_IF_ERROR(PCIDevice::Realize());
   VDEV_ASSIGN_OR_RETURN(VirtIODevice * vdev, RealizeBackend());
   VDEV_RETURN_IF_ERROR(SetPciIds(*vdev));
-  {
-    absl::MutexLock l(&mu_);
-    queue_vectors_.assign(vdev->num_queues(), kNoVector);
-  }
+  regs_.Configure(vdev->num_queues(), vectors_);
   if (vectors_ > 0) VDEV_RETURN_IF_ERROR(InitMsixExclusiveBar(vectors_, kMsixBar));
   if (!disable_modern_) VDEV_RETURN_IF_ERROR(MapModernInterface(*vdev));
   if (!disable_legacy_) MapLegacyInterface(*vdev);
@@ -170,16 +167,14 @@ void VirtIOPCIProxy::Reset() {
   {
     absl::MutexLock l(&mu_);
     ResetInterruptsLocked();
-    device_feature_select_ = driver_feature_select_ = 0;
-    queue_select_ = 0;
   }
+  regs_.Reset();
   PCIDevice::Reset();
 }
 
 void VirtIOPCIProxy::ResetInterruptsLocked() {
   isr_ = 0;
-  config_vector_ = kNoVector;
-  std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
+  regs_.ResetVectors();
   SetIrq(false);
 }
 
@@ -238,17 +233,9 @@ std::string VirtIOPCIProxy::DescribeCapability(uint8_t pos) const {
 }
 
 std::optional<std::pair<uint16_t, MsiMessage>> VirtIOPCIProxy::InterruptRoute(int index) {
-  uint16_t vector;
-  {
-    absl::MutexLock l(&mu_);
-    if (index == kConfigVector) {
-      vector = config_vector_;
-    } else if (index >= 0 && static_cast<size_t>(index) < queue_vectors_.size()) {
-      vector = queue_vectors_[static_cast<size_t>(index)];
-    } else {
-      return std::nullopt;
-    }
-  }
+  if (index != kConfigVector && (index < 0 || index > 0xffff)) return std::nullopt;
+  const uint16_t vector = index == kConfigVector ? regs_.config_vector()
+                                                 : regs_.queue_vector(static_cast<uint16_t>(index));
   if (vector == kNoVector || !msix_enabled()) return std::nullopt;
   auto msg = MsixVectorMessage(vector);
   if (!msg) return std::nullopt;
@@ -268,12 +255,12 @@ void VirtIOPCIProxy::RaiseLocked(uint8_t isr_bit, uint16_t vector) {
 
 void VirtIOPCIProxy::NotifyQueue(uint16_t index) {
   absl::MutexLock l(&mu_);
-  RaiseLocked(kIsrQueue, index < queue_vectors_.size() ? queue_vectors_[index] : kNoVector);
+  RaiseLocked(kIsrQueue, regs_.queue_vector(index));
 }
 
 void VirtIOPCIProxy::NotifyConfig() {
   absl::MutexLock l(&mu_);
-  RaiseLocked(VIRTIO_PCI_ISR_CONFIG, config_vector_);
+  RaiseLocked(VIRTIO_PCI_ISR_CONFIG, regs_.config_vector());
 }
 
 VDEV_REGISTER_TYPE(VirtIOPCIProxy);

@@ -32,6 +32,7 @@
 #include "bus/pci/pci_device.h"
 #include "bus/virtio/virtio_bus.h"
 #include "bus/virtio/virtio_device.h"
+#include "bus/virtio/virtio_regs.h"
 
 namespace vdev::virtio {
 
@@ -140,14 +141,11 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   bool modern_bar64_ = false;
 
   VirtioBus* bus_;
+  // What the driver programs: selectors, queue fields, vectors (the model every transport shares).
+  VirtioRegisters regs_;
   mutable absl::Mutex mu_;
   uint8_t isr_ ABSL_GUARDED_BY(mu_) = 0;
-  uint16_t config_vector_ ABSL_GUARDED_BY(mu_) = 0xffff;
-  std::vector<uint16_t> queue_vectors_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int, int>> queue_eventfds_ ABSL_GUARDED_BY(mu_);  // ioeventfd, irqfd
-  uint32_t device_feature_select_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t driver_feature_select_ ABSL_GUARDED_BY(mu_) = 0;
-  uint16_t queue_select_ ABSL_GUARDED_BY(mu_) = 0;
   uint8_t pci_cfg_cap_ = 0;
 
   std::unique_ptr<MemoryRegion> common_, isr_region_, device_, notify_, legacy_;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "bus/virtio/virtio_regs.h"
 #include "bus/virtio/virtio_uapi.h"
 
 // After virtio_uapi.h (it includes virtio_config.h, which virtio_pci.h needs).
@@ -12,7 +13,7 @@
 
 namespace vdev::virtio {
 
-constexpr uint16_t kNoVector = VIRTIO_MSI_NO_VECTOR;
+static_assert(kNoVector == VIRTIO_MSI_NO_VECTOR);
 constexpr uint16_t kVirtioVendor = 0x1af4;
 constexpr uint8_t kIsrQueue = 0x1;  // ISR bit 0: a used-buffer notification
 
@@ -55,10 +56,6 @@ constexpr Field kCommonFields[] = {
     {VIRTIO_PCI_COMMON_Q_USEDHI, 4},
 };
 constexpr uint32_t kCommonSize = 0x38;
-
-inline uint64_t Replace32(uint64_t v, bool high, uint64_t half) {
-  return high ? (v & 0xffffffffull) | (half << 32) : (v & ~0xffffffffull) | (half & 0xffffffff);
-}
 
 }  // namespace vdev::virtio
 

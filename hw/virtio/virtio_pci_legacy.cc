@@ -25,82 +25,57 @@ void VirtIOPCIProxy::MapLegacyInterface(VirtIODevice& vdev) {
 
 // ---- legacy interface (VIRTIO 1.2 §4.1.4.8) ----
 
+// The legacy block: host features (4), guest features (4), queue PFN (4), queue size (2), queue
+// select (2), queue notify (2), status (1), ISR (1); with MSI-X enabled, the config vector (2) and
+// the queue vector (2); then the device configuration (VIRTIO_PCI_CONFIG_OFF).
 uint64_t VirtIOPCIProxy::LegacyRead(uint64_t off, unsigned size) {
-  VirtIODevice* d = vdev();
+  VirtIODevice& d = *vdev();
   const bool msix = msix_enabled();
-  const uint64_t cfg = msix ? 24 : 20;
-  if (off >= cfg) return d->ConfigRead(static_cast<uint32_t>(off - cfg), static_cast<int>(size));
-  uint16_t sel;
-  {
-    absl::MutexLock l(&mu_);
-    sel = queue_select_;
-  }
+  const uint64_t cfg = VIRTIO_PCI_CONFIG_OFF(msix);
+  if (off >= cfg) return d.ConfigRead(static_cast<uint32_t>(off - cfg), static_cast<int>(size));
   auto field = [&](uint64_t o, unsigned n) { return off == o && size == n; };
-  if (field(VIRTIO_PCI_HOST_FEATURES, 4)) return d->ReadHostFeatures(0) & 0xffffffffu;
-  if (field(VIRTIO_PCI_GUEST_FEATURES, 4)) return d->ReadGuestFeatures(0);
-  if (field(VIRTIO_PCI_QUEUE_PFN, 4) || field(VIRTIO_PCI_QUEUE_NUM, 2)) {
-    uint64_t v = 0;
-    d->WithQueue(sel, [&](VirtQueue& q) {
-      v = off == VIRTIO_PCI_QUEUE_PFN ? q.desc_addr().value() >> 12 : q.max_size();
-      return true;
-    });
-    return v;
-  }
-  if (field(VIRTIO_PCI_QUEUE_SEL, 2)) return sel;
-  if (field(VIRTIO_PCI_STATUS, 1)) return d->status();
+  if (field(VIRTIO_PCI_HOST_FEATURES, 4)) return d.ReadHostFeatures(0);
+  if (field(VIRTIO_PCI_GUEST_FEATURES, 4)) return d.ReadGuestFeatures(0);
+  if (field(VIRTIO_PCI_QUEUE_PFN, 4)) return regs_.ReadLegacyPfn(d);
+  if (field(VIRTIO_PCI_QUEUE_NUM, 2)) return regs_.ReadQueue(d, QueueField::kMaxSize);
+  if (field(VIRTIO_PCI_QUEUE_SEL, 2)) return regs_.queue_select();
+  if (field(VIRTIO_PCI_STATUS, 1)) return d.status();
   if (field(VIRTIO_PCI_ISR, 1)) return IsrRead();
-  if (msix && (field(20, 2) || field(22, 2))) {
-    absl::MutexLock l(&mu_);
-    if (off == 20) return config_vector_;
-    return sel < queue_vectors_.size() ? queue_vectors_[sel] : kNoVector;
-  }
+  if (msix && field(VIRTIO_MSI_CONFIG_VECTOR, 2)) return regs_.config_vector();
+  if (msix && field(VIRTIO_MSI_QUEUE_VECTOR, 2)) return regs_.ReadQueue(d, QueueField::kVector);
   VDEV_LOG_GUEST_ERROR(counters(), "bad_legacy_access", "%s: %u-byte legacy read at 0x%x",
                        DisplayName(), size, off);
   return ~uint64_t{0};
 }
 
 void VirtIOPCIProxy::LegacyWrite(uint64_t off, uint64_t val, unsigned size) {
-  VirtIODevice* d = vdev();
+  VirtIODevice& d = *vdev();
   const bool msix = msix_enabled();
-  const uint64_t cfg = msix ? 24 : 20;
+  const uint64_t cfg = VIRTIO_PCI_CONFIG_OFF(msix);
   if (off >= cfg) {
-    d->ConfigWrite(static_cast<uint32_t>(off - cfg), static_cast<uint32_t>(val),
-                   static_cast<int>(size));
+    d.ConfigWrite(static_cast<uint32_t>(off - cfg), static_cast<uint32_t>(val),
+                  static_cast<int>(size));
     return;
-  }
-  uint16_t sel;
-  {
-    absl::MutexLock l(&mu_);
-    sel = queue_select_;
   }
   auto field = [&](uint64_t o, unsigned n) { return off == o && size == n; };
   bool ok = true;
   if (field(VIRTIO_PCI_GUEST_FEATURES, 4)) {
-    d->SetLegacy(true);
-    d->WriteGuestFeatures(0, static_cast<uint32_t>(val));
+    d.SetLegacy(true);
+    d.WriteGuestFeatures(0, static_cast<uint32_t>(val));
   } else if (field(VIRTIO_PCI_QUEUE_PFN, 4)) {
     // Legacy queues keep their maximum size; the three parts sit in one 4 KiB-aligned area.
-    ok = d->WithQueue(sel, [&](VirtQueue& q) {
-      return q.SetSize(q.max_size()) &&
-             q.SetLegacyPfn(static_cast<uint32_t>(val), VIRTIO_PCI_VRING_ALIGN);
-    });
+    ok = regs_.WriteLegacyPfn(d, static_cast<uint32_t>(val), VIRTIO_PCI_VRING_ALIGN,
+                              /*use_max_size=*/true);
   } else if (field(VIRTIO_PCI_QUEUE_SEL, 2)) {
-    absl::MutexLock l(&mu_);
-    queue_select_ = static_cast<uint16_t>(val);
+    regs_.set_queue_select(static_cast<uint16_t>(val));
   } else if (field(VIRTIO_PCI_QUEUE_NOTIFY, 2)) {
-    d->Kick(static_cast<uint16_t>(val));
+    d.Kick(static_cast<uint16_t>(val));
   } else if (field(VIRTIO_PCI_STATUS, 1)) {
     WriteStatus(/*legacy=*/true, static_cast<uint8_t>(val));
-  } else if (msix && field(20, 2)) {
-    absl::MutexLock l(&mu_);
-    config_vector_ = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;
-  } else if (msix && field(22, 2)) {
-    absl::MutexLock l(&mu_);
-    if (sel < queue_vectors_.size()) {
-      queue_vectors_[sel] = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;
-    } else {
-      ok = false;
-    }
+  } else if (msix && field(VIRTIO_MSI_CONFIG_VECTOR, 2)) {
+    regs_.SetConfigVector(val);
+  } else if (msix && field(VIRTIO_MSI_QUEUE_VECTOR, 2)) {
+    ok = regs_.WriteQueue(d, QueueField::kVector, val);
   } else {
     ok = false;
   }

@@ -99,89 +99,77 @@ uint64_t VirtIOPCIProxy::IsrRead() {
 
 // ---- modern common configuration ----
 
+namespace {
+
+// The common-configuration fields of the selected queue, and the register-model field each is.
+struct QueueFieldAt {
+  uint32_t off, size;
+  QueueField field;
+};
+constexpr QueueFieldAt kQueueFields[] = {
+    {VIRTIO_PCI_COMMON_Q_SIZE, 2, QueueField::kSize},
+    {VIRTIO_PCI_COMMON_Q_MSIX, 2, QueueField::kVector},
+    {VIRTIO_PCI_COMMON_Q_ENABLE, 2, QueueField::kEnable},
+    {VIRTIO_PCI_COMMON_Q_DESCLO, 4, QueueField::kDescLow},
+    {VIRTIO_PCI_COMMON_Q_DESCHI, 4, QueueField::kDescHigh},
+    {VIRTIO_PCI_COMMON_Q_AVAILLO, 4, QueueField::kDriverLow},
+    {VIRTIO_PCI_COMMON_Q_AVAILHI, 4, QueueField::kDriverHigh},
+    {VIRTIO_PCI_COMMON_Q_USEDLO, 4, QueueField::kDeviceLow},
+    {VIRTIO_PCI_COMMON_Q_USEDHI, 4, QueueField::kDeviceHigh},
+};
+
+}  // namespace
+
 uint64_t VirtIOPCIProxy::CommonRead(uint64_t off, unsigned size) {
-  VirtIODevice* d = vdev();
-  uint32_t dfsel, gfsel;
-  uint16_t sel, cfg_vec, q_vec = 0;
-  {
-    absl::MutexLock l(&mu_);
-    dfsel = device_feature_select_;
-    gfsel = driver_feature_select_;
-    sel = queue_select_;
-    cfg_vec = config_vector_;
-    if (sel < queue_vectors_.size()) q_vec = queue_vectors_[sel];
-  }
+  VirtIODevice& d = *vdev();
+  // The structure as the driver would see it now, then the bytes asked for (any aligned width
+  // inside it; a 64-bit address reads as its two halves).
   uint8_t buf[kCommonSize] = {};
   auto put = [&buf](uint32_t o, uint64_t v, unsigned n) { StoreLe(buf + o, v, n); };
-  put(VIRTIO_PCI_COMMON_DFSELECT, dfsel, 4);
-  put(VIRTIO_PCI_COMMON_DF, d->ReadHostFeatures(dfsel), 4);
-  put(VIRTIO_PCI_COMMON_GFSELECT, gfsel, 4);
-  put(VIRTIO_PCI_COMMON_GF, d->ReadGuestFeatures(gfsel), 4);
-  put(VIRTIO_PCI_COMMON_MSIX, cfg_vec, 2);
-  put(VIRTIO_PCI_COMMON_NUMQ, d->num_queues(), 2);
-  put(VIRTIO_PCI_COMMON_STATUS, d->status(), 1);
-  put(VIRTIO_PCI_COMMON_CFGGENERATION, d->config_generation(), 1);
-  put(VIRTIO_PCI_COMMON_Q_SELECT, sel, 2);
-  // A queue_select past the last queue reads as a queue that does not exist (size 0).
-  const bool exists = d->WithQueue(sel, [&](VirtQueue& q) {
-    put(VIRTIO_PCI_COMMON_Q_SIZE, q.size(), 2);
-    put(VIRTIO_PCI_COMMON_Q_MSIX, q_vec, 2);
-    put(VIRTIO_PCI_COMMON_Q_ENABLE, q.enabled(), 2);
-    put(VIRTIO_PCI_COMMON_Q_NOFF, sel, 2);
-    put(VIRTIO_PCI_COMMON_Q_DESCLO, q.desc_addr().value(), 8);
-    put(VIRTIO_PCI_COMMON_Q_AVAILLO, q.avail_addr().value(), 8);
-    put(VIRTIO_PCI_COMMON_Q_USEDLO, q.used_addr().value(), 8);
-    return true;
-  });
-  if (!exists) put(VIRTIO_PCI_COMMON_Q_MSIX, kNoVector, 2);
+  put(VIRTIO_PCI_COMMON_DFSELECT, regs_.device_feature_select(), 4);
+  put(VIRTIO_PCI_COMMON_DF, regs_.ReadDeviceFeatures(d), 4);
+  put(VIRTIO_PCI_COMMON_GFSELECT, regs_.driver_feature_select(), 4);
+  put(VIRTIO_PCI_COMMON_GF, regs_.ReadDriverFeatures(d), 4);
+  put(VIRTIO_PCI_COMMON_MSIX, regs_.config_vector(), 2);
+  put(VIRTIO_PCI_COMMON_NUMQ, d.num_queues(), 2);
+  put(VIRTIO_PCI_COMMON_STATUS, d.status(), 1);
+  put(VIRTIO_PCI_COMMON_CFGGENERATION, d.config_generation(), 1);
+  put(VIRTIO_PCI_COMMON_Q_SELECT, regs_.queue_select(), 2);
+  for (const QueueFieldAt& f : kQueueFields) {
+    put(f.off, regs_.ReadQueue(d, f.field), f.size);
+  }
+  // Notification offset: queue i notifies at i * multiplier; no queue, no offset.
+  put(VIRTIO_PCI_COMMON_Q_NOFF, regs_.QueueExists(d) ? regs_.selected_queue() : 0, 2);
   if (off >= kCommonSize || size > kCommonSize - off) return 0;  // reserved space reads 0
   return LoadLe(buf + off, size);
 }
 
 void VirtIOPCIProxy::CommonWrite(uint64_t off, uint64_t val, unsigned size) {
-  VirtIODevice* d = vdev();
-  const Field* f = nullptr;
-  for (const Field& x : kCommonFields) {
-    if (x.off == off && x.size == size) f = &x;
-  }
-  if (f == nullptr) {
+  VirtIODevice& d = *vdev();
+  const bool known = std::any_of(std::begin(kCommonFields), std::end(kCommonFields),
+                                 [&](const Field& f) { return f.off == off && f.size == size; });
+  if (!known) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_common_access",
                          "%s: %u-byte write at common-config offset 0x%x", DisplayName(), size,
                          off);
     return;
   }
-  uint16_t sel;
-  {
-    absl::MutexLock l(&mu_);
-    sel = queue_select_;
-    switch (off) {
-      case VIRTIO_PCI_COMMON_DFSELECT:
-        device_feature_select_ = static_cast<uint32_t>(val);
-        return;
-      case VIRTIO_PCI_COMMON_GFSELECT:
-        driver_feature_select_ = static_cast<uint32_t>(val);
-        return;
-      case VIRTIO_PCI_COMMON_MSIX:
-        // A vector the table does not have reads back as NO_VECTOR (§4.1.5.1.2).
-        config_vector_ = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;
-        return;
-      case VIRTIO_PCI_COMMON_Q_SELECT:
-        queue_select_ = static_cast<uint16_t>(val);
-        return;
-      default:
-        break;
-    }
-  }
   switch (off) {
-    case VIRTIO_PCI_COMMON_GF: {
-      uint32_t gfsel;
-      {
-        absl::MutexLock l(&mu_);
-        gfsel = driver_feature_select_;
-      }
-      d->WriteGuestFeatures(gfsel, static_cast<uint32_t>(val));
+    case VIRTIO_PCI_COMMON_DFSELECT:
+      regs_.set_device_feature_select(static_cast<uint32_t>(val));
       return;
-    }
+    case VIRTIO_PCI_COMMON_GFSELECT:
+      regs_.set_driver_feature_select(static_cast<uint32_t>(val));
+      return;
+    case VIRTIO_PCI_COMMON_GF:
+      regs_.WriteDriverFeatures(d, static_cast<uint32_t>(val));
+      return;
+    case VIRTIO_PCI_COMMON_MSIX:
+      regs_.SetConfigVector(val);
+      return;
+    case VIRTIO_PCI_COMMON_Q_SELECT:
+      regs_.set_queue_select(static_cast<uint16_t>(val));
+      return;
     case VIRTIO_PCI_COMMON_STATUS:
       WriteStatus(/*legacy=*/false, static_cast<uint8_t>(val));
       return;
@@ -195,49 +183,18 @@ void VirtIOPCIProxy::CommonWrite(uint64_t off, uint64_t val, unsigned size) {
     default:
       break;
   }
-  // Per-queue fields, under the device's lock: they cannot race with DRIVER_OK freezing them.
-  if (sel >= d->num_queues()) {
+  if (!regs_.QueueExists(d)) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_queue_select",
                          "%s: queue field 0x%x written with queue_select %u of %u", DisplayName(),
-                         off, sel, d->num_queues());
+                         off, regs_.queue_select(), d.num_queues());
     return;
   }
-  const bool ok = d->WithQueue(sel, [&](VirtQueue& q) {
-    switch (off) {
-      case VIRTIO_PCI_COMMON_Q_SIZE:
-        return q.SetSize(static_cast<uint16_t>(val));
-      case VIRTIO_PCI_COMMON_Q_MSIX: {
-        if (q.frozen()) return false;
-        absl::MutexLock l(&mu_);
-        queue_vectors_[sel] = val < vectors_ ? static_cast<uint16_t>(val) : kNoVector;
-        return true;
-      }
-      case VIRTIO_PCI_COMMON_Q_ENABLE:
-        return val == 1 && q.SetEnabled(true);  // 0 is not a way to disable (§4.1.4.3.2)
-      case VIRTIO_PCI_COMMON_Q_DESCLO:
-      case VIRTIO_PCI_COMMON_Q_DESCHI:
-        return q.SetAddresses(
-            GuestAddr(Replace32(q.desc_addr().value(), off == VIRTIO_PCI_COMMON_Q_DESCHI, val)),
-            q.avail_addr(), q.used_addr());
-      case VIRTIO_PCI_COMMON_Q_AVAILLO:
-      case VIRTIO_PCI_COMMON_Q_AVAILHI:
-        return q.SetAddresses(
-            q.desc_addr(),
-            GuestAddr(Replace32(q.avail_addr().value(), off == VIRTIO_PCI_COMMON_Q_AVAILHI, val)),
-            q.used_addr());
-      case VIRTIO_PCI_COMMON_Q_USEDLO:
-      case VIRTIO_PCI_COMMON_Q_USEDHI:
-        return q.SetAddresses(
-            q.desc_addr(), q.avail_addr(),
-            GuestAddr(Replace32(q.used_addr().value(), off == VIRTIO_PCI_COMMON_Q_USEDHI, val)));
-      default:
-        return true;
-    }
-  });
-  if (!ok) {
+  const QueueFieldAt* f = std::find_if(std::begin(kQueueFields), std::end(kQueueFields),
+                                       [&](const QueueFieldAt& x) { return x.off == off; });
+  if (f != std::end(kQueueFields) && !regs_.WriteQueue(d, f->field, val)) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_queue_config",
                          "%s: queue %u field 0x%x = 0x%x refused (invalid, or after DRIVER_OK)",
-                         DisplayName(), sel, off, val);
+                         DisplayName(), regs_.selected_queue(), off, val);
   }
 }
 
