@@ -113,6 +113,12 @@ class Object {
   // Called by link setters; maintains both sides' bookkeeping.
   void TrackLink(const PropertyInfo* prop, Object* target);
 
+ protected:
+  // Runs once the object knows its type and class, before its property defaults are applied
+  // (QEMU's instance_post_init): builds what the class decides, such as a child whose type a
+  // class field names. An error fails TypeRegistry::Create.
+  virtual absl::Status InstancePostInit() { return absl::OkStatus(); }
+
  private:
   friend class TypeRegistry;
   struct Child {

@@ -336,6 +336,7 @@ absl::StatusOr<std::unique_ptr<Object>> TypeRegistry::Create(absl::string_view n
     }
   }
   obj->type_ = t;
+  if (absl::Status s = obj->InstancePostInit(); !s.ok()) return s;
   for (const auto& p : t->klass().properties()) {
     if (!p->init) continue;
     absl::Status s = p->init(*obj);

@@ -174,7 +174,8 @@ class TypeRegistry {
   // All initialised types that are, derive from, or implement `base`, sorted by name.
   std::vector<const TypeImpl*> TypesOf(absl::string_view base, bool include_abstract = false);
 
-  // Creates an instance: runs instance_init, verifies its C++ class, applies property defaults.
+  // Creates an instance: runs instance_init, verifies its C++ class, runs the object's
+  // InstancePostInit, applies property defaults.
   // NotFound for unknown names; FailedPrecondition for abstract or broken types.
   absl::StatusOr<std::unique_ptr<Object>> Create(absl::string_view name);
 

@@ -34,7 +34,7 @@ void VirtIOPCIProxy::ClassInit(VirtIOPCIProxyClass& k) {
                           "make the modern BAR 64-bit (QEMU's proxy handles 32-bit BARs only)"));
 }
 
-void VirtIOPCIProxyClass::ForwardBackendProperties() {
+void VirtIOPCIProxyClass::AliasBackendProperties() {
   const qom::TypeImpl* t = qom::TypeRegistry::Global().Find(backend_type);
   if (t == nullptr) {
     SetInitError(absl::StrCat("backend type '", backend_type, "' is not registered"));
@@ -48,16 +48,15 @@ void VirtIOPCIProxyClass::ForwardBackendProperties() {
     p.description = bp->description;
     p.default_value = bp->default_value;
     p.enum_values = bp->enum_values;
+    p.runtime_settable = bp->runtime_settable;
+    // No `init`: the backend applied its own defaults when it was created.
     p.set = [name = bp->name](qom::Object& o, absl::string_view v) {
-      qom::internal::OwnerOf<VirtIOPCIProxy>(o).forwarded_values_[name] = std::string(v);
-      return absl::OkStatus();
+      return qom::internal::OwnerOf<VirtIOPCIProxy>(o).backend_->SetProperty(name, v);
     };
-    p.get = [name = bp->name, def = bp->default_value](const qom::Object& o) {
-      const auto& m = qom::internal::OwnerOf<VirtIOPCIProxy>(o).forwarded_values_;
-      auto it = m.find(name);
-      return it != m.end() ? it->second : def.value_or("");
+    p.get = [name = bp->name](const qom::Object& o) -> std::string {
+      auto v = qom::internal::OwnerOf<VirtIOPCIProxy>(o).backend_->GetProperty(name);
+      return v.ok() ? *v : "";
     };
-    forwarded_properties.push_back(bp->name);
     AddProperty(std::move(p));
   }
 }
@@ -67,6 +66,20 @@ VirtIOPCIProxy::VirtIOPCIProxy() : bus_(CreateChildBus<VirtioBus>("virtio-bus"))
 }
 
 VirtIOPCIProxy::~VirtIOPCIProxy() = default;
+
+absl::Status VirtIOPCIProxy::InstancePostInit() {
+  const VirtIOPCIProxyClass& k = proxy_class();
+  if (k.backend_type.empty()) return absl::OkStatus();  // a plugin's proxy without a backend
+  VDEV_ASSIGN_OR_RETURN(std::unique_ptr<qom::Object> obj, type().registry().Create(k.backend_type));
+  std::unique_ptr<VirtIODevice> backend(qom::DynamicCast<VirtIODevice>(obj.release()));
+  if (backend == nullptr) {
+    return absl::InternalError(
+        absl::StrCat(type_name(), ": backend type '", k.backend_type, "' is not a virtio device"));
+  }
+  VDEV_ASSIGN_OR_RETURN(qom::Object * placed, AddChild("virtio-backend", std::move(backend)));
+  backend_ = static_cast<VirtIODevice*>(placed);
+  return absl::OkStatus();
+}
 
 const GuestMemory* VirtIOPCIProxy::dma_memory() const {
   return bus_master() ? PCIDevice::dma_memory() : nullptr;  // no DMA without bus mastering
@@ -98,34 +111,18 @@ absl::Status VirtIOPCIProxy::CheckProperties() const {
 }
 
 absl::StatusOr<VirtIODevice*> VirtIOPCIProxy::RealizeBackend() {
-  const VirtIOPCIProxyClass& k = proxy_class();
-  // The backend: created here, on our bus, with the properties the user gave the proxy.
-  VDEV_ASSIGN_OR_RETURN(std::unique_ptr<qom::Object> obj, type().registry().Create(k.backend_type));
-  std::unique_ptr<VirtIODevice> backend(qom::DynamicCast<VirtIODevice>(obj.release()));
-  if (backend == nullptr) {
-    return absl::InternalError(absl::StrCat(k.backend_type, " is not a virtio device"));
+  if (backend_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(type_name(), ": no backend device (the class names no backend_type)"));
   }
-  VDEV_ASSIGN_OR_RETURN(qom::Object * placed, AddChild("virtio-backend", std::move(backend)));
-  auto* vdev = static_cast<VirtIODevice*>(placed);
-  for (const std::string& name : k.forwarded_properties) {
-    if (auto it = forwarded_values_.find(name); it != forwarded_values_.end()) {
-      if (absl::Status s = vdev->SetProperty(name, it->second); !s.ok()) return DiscardBackend(s);
-      continue;
-    }
-    if (FindProperty(name) == nullptr || FindProperty(name)->get == nullptr) continue;
-    auto v = GetProperty(name);
-    if (!v.ok()) return DiscardBackend(v.status());
-    if (v->empty()) continue;
-    if (absl::Status s = vdev->SetProperty(name, *v); !s.ok()) return DiscardBackend(s);
-  }
-  if (absl::Status s = bus_->Attach(*vdev); !s.ok()) return DiscardBackend(s);
-  if (absl::Status s = vdev->RealizeDevice(); !s.ok()) return DiscardBackend(s);
-  return vdev;
+  // The backend has had its properties since they were set on us (they are aliases).
+  if (absl::Status s = bus_->Attach(*backend_); !s.ok()) return DetachBackend(s);
+  if (absl::Status s = backend_->RealizeDevice(); !s.ok()) return DetachBackend(s);
+  return backend_;
 }
 
-absl::Status VirtIOPCIProxy::DiscardBackend(absl::Status why) {
-  if (VirtIODevice* d = vdev(); d != nullptr) bus_->Detach(*d);
-  DeleteChild("virtio-backend");
+absl::Status VirtIOPCIProxy::DetachBackend(absl::Status why) {
+  if (vdev() != nullptr) bus_->Detach(*backend_);
   return Annotate(why, DisplayName());
 }
 
@@ -134,7 +131,7 @@ absl::Status VirtIOPCIProxy::SetPciIds(VirtIODevice& vdev) {
   const int legacy_id = LegacyDeviceId(id);
   if (!disable_legacy_ && legacy_id < 0) {
     vdev.UnrealizeDevice();
-    return DiscardBackend(absl::InvalidArgumentError(absl::StrFormat(
+    return DetachBackend(absl::InvalidArgumentError(absl::StrFormat(
         "virtio device id %u has no transitional PCI id: use disable-legacy=on", id)));
   }
   {
@@ -152,9 +149,9 @@ absl::Status VirtIOPCIProxy::SetPciIds(VirtIODevice& vdev) {
 }
 
 void VirtIOPCIProxy::Unrealize() {
-  // The backend was unrealized first (devices on our bus go before us).
+  // The backend was unrealized first (devices on our bus go before us); it stays our child, as
+  // it was before realize, until we are destroyed.
   if (VirtIODevice* d = vdev()) bus_->Detach(*d);
-  DeleteChild("virtio-backend");
   legacy_.reset();
   notify_.reset();
   device_.reset();

@@ -22,7 +22,6 @@
 #ifndef VDEV_HW_VIRTIO_VIRTIO_PCI_H_
 #define VDEV_HW_VIRTIO_VIRTIO_PCI_H_
 
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,14 +37,13 @@ namespace vdev::virtio {
 
 class VirtIOPCIProxyClass : public pci::PCIDeviceClass {
  public:
-  // The QOM type of the device the proxy creates on its bus ("virtio-rng-device").
+  // The QOM type of the device every instance creates as its child "virtio-backend" when it is
+  // created (QEMU's virtio_instance_init_common), and plugs into its bus at realize.
   std::string backend_type;
-  // Properties of the backend that the proxy accepts and hands over at realize.
-  std::vector<std::string> forwarded_properties;
-  // Declares every property of `backend_type` (except those the proxy has already) as a proxy
-  // property with the same name, type, help and default, and forwards it (QEMU's
-  // qdev_alias_all_properties). The value is checked when the backend is realized.
-  void ForwardBackendProperties();
+  // Declares every property of `backend_type` (except those the proxy has already) as an alias:
+  // a proxy property with the same name, type, help and default whose value lives in the
+  // backend, parsed and checked once, when it is set (QEMU's qdev_alias_all_properties).
+  void AliasBackendProperties();
 };
 
 class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
@@ -72,7 +70,10 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
     return static_cast<const VirtIOPCIProxyClass&>(object_class());
   }
   VirtioBus& bus() { return *bus_; }
+  // The plugged device (realized proxies), or nullptr.
   VirtIODevice* vdev() const { return bus_->device(); }
+  // The child "virtio-backend", from creation on (nullptr when the class names no backend).
+  VirtIODevice* backend() const { return backend_; }
 
   // ioeventfd support: the guest-physical address of queue `index`'s notification register
   // while the modern BAR is mapped (a VMM binds an eventfd there), or nullopt.
@@ -97,6 +98,7 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   const GuestMemory* dma_memory() const override;
 
  protected:
+  absl::Status InstancePostInit() override;
   absl::Status Realize() override;
   void Unrealize() override;
   void Reset() override;
@@ -104,10 +106,10 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
  private:
   // Realize, step by step.
   absl::Status CheckProperties() const;
-  // Creates the backend on our bus with the properties given to us, and realizes it.
+  // Plugs the backend into our bus and realizes it.
   absl::StatusOr<VirtIODevice*> RealizeBackend();
-  // Undoes RealizeBackend's placement after a failure; returns `why` in our name.
-  absl::Status DiscardBackend(absl::Status why);
+  // Unplugs the backend after a failed realize (it stays our child); returns `why` in our name.
+  absl::Status DetachBackend(absl::Status why);
   // Device and subsystem IDs, revision (modern or transitional).
   absl::Status SetPciIds(VirtIODevice& vdev);
   // The modern BAR, its regions and the virtio vendor capabilities (virtio_pci_modern.cc).
@@ -130,8 +132,7 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   void PciCfgAccess(bool write);
 
   friend class VirtIOPCIProxyClass;
-  // Values given for properties declared by ForwardBackendProperties.
-  std::map<std::string, std::string> forwarded_values_;
+  VirtIODevice* backend_ = nullptr;  // our child "virtio-backend"
 
   // Properties.
   bool disable_legacy_ = true;

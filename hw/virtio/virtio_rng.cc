@@ -66,11 +66,7 @@ void VirtIORngPCI::ClassInit(VirtIOPCIProxyClass& k) {
   k.category = DeviceCategory::kMisc;
   k.class_id = 0x00ff;
   k.backend_type = VirtIORNG::kTypeName;
-  k.forwarded_properties = {"rng"};
-  qom::PropertyInfo p = qom::Prop("rng", &VirtIORngPCI::rng_, std::string(""),
-                                  "entropy backend object id (empty: getrandom)");
-  p.type = "link<rng-backend>";
-  k.AddProperty(std::move(p));
+  k.AliasBackendProperties();
 }
 
 VDEV_REGISTER_TYPE(VirtIORNG);

@@ -43,9 +43,6 @@ class VirtIORngPCI : public VirtIOPCIProxy {
   static constexpr char kTypeName[] = "virtio-rng-pci";
   using Parent = VirtIOPCIProxy;
   static void ClassInit(VirtIOPCIProxyClass& k);
-
- private:
-  std::string rng_;  // forwarded to the backend's `rng` link
 };
 
 }  // namespace vdev::virtio

@@ -10,7 +10,7 @@ void VirtIONetPCI::ClassInit(VirtIOPCIProxyClass& k) {
   k.category = DeviceCategory::kNetwork;
   k.class_id = 0x0200;  // Ethernet controller
   k.backend_type = VirtIONet::kTypeName;
-  k.ForwardBackendProperties();
+  k.AliasBackendProperties();
   k.SetPropertyDefault("vectors", "3");
 }
 

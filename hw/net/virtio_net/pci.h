@@ -1,6 +1,7 @@
 // virtio-net-pci: the PCI binding of virtio-net (VIRTIO 1.2 §4.1, §5.1), 1af4:1041 (modern) or
-// 1af4:1000 (transitional), class 0x0200. The proxy's backend is a virtio-net-device; every
-// virtio-net property is also a property of the proxy.
+// 1af4:1000 (transitional), class 0x0200. The proxy's backend is a virtio-net-device, its child
+// "virtio-backend" from creation on; every virtio-net property is also a property of the proxy,
+// an alias whose value lives in the backend.
 //
 //   -netdev tap,id=n0 -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,vectors=3
 //
@@ -14,7 +15,7 @@
 namespace vdev::virtio {
 
 // The PCI binding (QEMU's virtio-net-pci): a proxy whose backend is a virtio-net-device, with
-// every virtio-net property forwarded.
+// every virtio-net property aliased.
 class VirtIONetPCI : public VirtIOPCIProxy {
  public:
   static constexpr char kTypeName[] = "virtio-net-pci";
