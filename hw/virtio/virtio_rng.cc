@@ -1,5 +1,6 @@
 #include "hw/virtio/virtio_rng.h"
 
+#include "bus/virtio/chain_io.h"
 #include "bus/virtio/virtio_uapi.h"
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
@@ -39,14 +40,16 @@ void VirtIORNG::HandleQueue(uint16_t index) {
       vq->Push(e, 0);
       continue;
     }
-    uint64_t written = 0;
-    for (const iovec& v : e.in) {
-      const size_t want = std::min<uint64_t>(v.iov_len, kMaxBytesPerRequest - written);
-      if (want == 0) break;
-      const size_t got = Fill(absl::MakeSpan(static_cast<uint8_t*>(v.iov_base), want));
-      written += got;
-      if (got < want) break;
+    // Straight into the guest's buffers, piece by piece, until the request or the source ends.
+    ChainWriter w(e.in);
+    while (w.written() < kMaxBytesPerRequest) {
+      const absl::Span<uint8_t> piece = w.Peek(kMaxBytesPerRequest - w.written());
+      if (piece.empty()) break;
+      const size_t got = Fill(piece);
+      w.Skip(got);
+      if (got < piece.size()) break;
     }
+    const uint64_t written = w.written();
     if (written == 0) {
       // The source has nothing now: a used buffer must carry at least one byte (§5.4.6.1), so
       // the request waits for a later kick.

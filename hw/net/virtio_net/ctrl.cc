@@ -26,15 +26,17 @@ void VirtIONet::HandleCtrl(VirtQueue* vq) {
     }
     uint8_t ack = VIRTIO_NET_ERR;
     if (e.out_len - sizeof(virtio_net_ctrl_hdr) <= kMaxCtrlPayload) {
+      ChainReader r(e.out);
       virtio_net_ctrl_hdr ch;
-      CopyFromIov(e.out, 0, &ch, sizeof(ch));
-      std::vector<uint8_t> data(e.out_len - sizeof(ch));
-      CopyFromIov(e.out, sizeof(ch), data.data(), data.size());
+      r.ReadObject(&ch);
+      std::vector<uint8_t> data(r.remaining());
+      r.Read(data.data(), data.size());
       ack = CtrlCommand(ch.klass, ch.cmd, data);
     }
     if (ack != VIRTIO_NET_OK) counters().Increment("ctrl_err");
-    CopyToIov(e.in, 0, &ack, 1);
-    vq->Push(e, 1);
+    ChainWriter w(e.in);
+    w.WriteObject(ack);
+    vq->Push(e, static_cast<uint32_t>(w.written()));
   }
   NotifyQueue(vq->index());
 }

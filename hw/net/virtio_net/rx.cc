@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bus/virtio/chain_io.h"
 #include "core/base/logging.h"
 #include "hw/net/virtio_net/virtio_net_internal.h"
 
@@ -45,21 +46,23 @@ bool VirtIONet::Accept(const uint8_t* frame, size_t len) {
   return std::find(f.uni.begin(), f.uni.end(), dst) != f.uni.end();
 }
 
-void VirtIONet::UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count) {
-  for (size_t i = count; i > 0; --i) vq->Unpop(elems[i - 1]);
+void VirtIONet::UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t from,
+                       size_t to) {
+  for (size_t i = to; i > from; --i) vq->Unpop(elems[i - 1]);
 }
 
 bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems,
-                             size_t* count) {
+                             size_t first, size_t* count, RxShortfall* why) {
   uint64_t have = 0;
   size_t n = 0;
   while (have < need) {
-    if (elems->size() <= n) elems->emplace_back();
-    VirtQueueElement& e = (*elems)[n];
+    if (elems->size() <= first + n) elems->emplace_back();
+    VirtQueueElement& e = (*elems)[first + n];
     const PopResult r = vq->Pop(&e);
     if (r == PopResult::kBroken) {
-      UndoRx(vq, *elems, n);
+      UndoRx(vq, *elems, first, first + n);
       MarkNeedsReset(absl::StrCat("receive queue ", vq->index(), ": ", vq->broken_reason()));
+      *why = RxShortfall::kBroken;
       return false;
     }
     if (r == PopResult::kEmpty) {
@@ -72,41 +75,28 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
         vq->SetNotification(false);
         continue;
       }
-      UndoRx(vq, *elems, n);
+      UndoRx(vq, *elems, first, first + n);
+      *why = RxShortfall::kNoBuffers;
       return false;
     }
     ++n;
     if (e.in_len == 0 || e.out_len != 0) {
-      UndoRx(vq, *elems, n);
+      UndoRx(vq, *elems, first, first + n);
       MarkNeedsReset(
           absl::StrCat("receive queue ", vq->index(), ": a buffer that is not device-writable"));
+      *why = RxShortfall::kBroken;
       return false;
     }
     have += e.in_len;
     if (!mergeable_) break;
   }
+  if (have < need) {  // one buffer (no mergeable buffers), too small for the frame
+    UndoRx(vq, *elems, first, first + n);
+    *why = RxShortfall::kTooSmall;
+    return false;
+  }
   *count = n;
   return true;
-}
-
-uint16_t VirtIONet::CompleteRx(size_t pair, VirtQueue* vq, std::vector<VirtQueueElement>& elems,
-                               size_t count, uint64_t total, bool batch) {
-  uint16_t& unflushed = pairs_[pair].rx_unflushed;
-  uint64_t left = total;
-  uint16_t used = 0;
-  for (; used < count && left > 0; ++used) {
-    const uint64_t len = std::min(left, elems[used].in_len);
-    vq->Fill(elems[used], static_cast<uint32_t>(len), static_cast<uint16_t>(unflushed + used));
-    left -= len;
-  }
-  for (size_t i = count; i > used; --i) vq->Unpop(elems[i - 1]);
-  if (guest_hdr_len_ == sizeof(virtio_net_hdr_mrg_rxbuf)) {
-    const uint16_t nb = used;  // 1 without mergeable buffers (VERSION_1)
-    CopyToIov(elems[0].in, offsetof(virtio_net_hdr_mrg_rxbuf, num_buffers), &nb, sizeof(nb));
-  }
-  unflushed = static_cast<uint16_t>(unflushed + used);
-  if (!batch || unflushed >= kRxBatch) FlushRx(pair);
-  return used;
 }
 
 void VirtIONet::FlushRx(size_t pair) {
@@ -123,6 +113,125 @@ void VirtIONet::DirectBatchEnd(size_t pair) {
   if (pair < pairs_.size()) FlushRx(pair);
 }
 
+uint64_t VirtIONet::RxNeed(size_t pair) const {
+  net::NetClientState* peer = pairs_[pair].nc->peer();
+  return guest_hdr_len_ + (peer != nullptr ? peer->MaxFrameSize() : kMaxTxFrame);
+}
+
+ssize_t VirtIONet::ReceiveFrames(size_t pair, const RxRequest& req, RxShortfall* why) {
+  Pair& p = pairs_[pair];
+  VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
+  const int max = std::clamp(req.max, 1, kRxMaxFrames);
+  std::vector<VirtQueueElement>& elems = p.rx_elems;
+  // Slot 0: as many buffers as a frame of req.need bytes takes.
+  size_t first_count = 0;
+  if (!PopRxBuffers(vq, req.need, &elems, 0, &first_count, why)) {
+    return net::NetClientState::kNoDirect;
+  }
+  // Later slots: one buffer each, big enough on its own, and only while slot 0 took one (then
+  // any buffer left over is among the last popped, which is what Unpop can give back).
+  std::array<size_t, kRxMaxFrames + 1>& start = p.rx_slot_start;
+  start[0] = 0;
+  start[1] = first_count;
+  int slots = 1;
+  size_t popped = first_count;
+  while (slots < max && first_count == 1) {
+    if (elems.size() <= popped) elems.emplace_back();
+    VirtQueueElement& e = elems[popped];
+    const PopResult r = vq->Pop(&e);
+    if (r == PopResult::kBroken) {
+      UndoRx(vq, elems, 0, popped);
+      MarkNeedsReset(absl::StrCat("receive queue ", vq->index(), ": ", vq->broken_reason()));
+      *why = RxShortfall::kBroken;
+      return net::NetClientState::kNoDirect;
+    }
+    if (r == PopResult::kEmpty) break;
+    if (e.out_len != 0 || e.in_len < req.need) {
+      vq->Unpop(e);  // odd or small: it waits for a call that takes it alone
+      break;
+    }
+    start[++slots] = ++popped;
+  }
+  // Where each slot's frame goes: its buffers as one list, and the part after the guest header
+  // when the source writes the frame without one.
+  net::NetClientState::BufferSet sets[kRxMaxFrames];
+  uint64_t capacity[kRxMaxFrames];
+  for (int k = 0; k < slots; ++k) {
+    std::vector<iovec>& whole = p.rx_slot_iov[k];
+    whole.clear();
+    for (size_t i = start[k]; i < start[k + 1]; ++i) {
+      whole.insert(whole.end(), elems[i].in.begin(), elems[i].in.end());
+    }
+    std::vector<iovec>& t = p.rx_slot_target[k];
+    t.clear();
+    AppendSegments(whole, req.with_header ? 0 : guest_hdr_len_, &t);
+    sets[k] = {t.data(), static_cast<int>(std::min(t.size(), req.max_iov))};
+    capacity[k] = net::IovSize(sets[k].iov, sets[k].n);
+  }
+  ssize_t lens[kRxMaxFrames];
+  const int filled = std::clamp(req.fill(sets, slots, lens), 0, slots);
+  const size_t h = req.with_header ? guest_hdr_len_ : 0;
+  size_t next = 0;  // the next buffer an accepted frame lands in (used buffers stay a prefix)
+  int accepted = 0;
+  for (int k = 0; k < filled; ++k) {
+    if (lens[k] <= 0) continue;  // no frame in this set
+    if (static_cast<uint64_t>(lens[k]) > capacity[k]) {
+      counters().Increment("rx_truncated");  // bigger than the buffers (a TAP says nothing)
+      continue;
+    }
+    if (static_cast<uint64_t>(lens[k]) < h + kEthHeader) {
+      counters().Increment("rx_bad_frame");
+      continue;
+    }
+    const uint64_t frame_len = static_cast<uint64_t>(lens[k]) - h;
+    uint8_t eth[18];
+    const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
+    CopyFromSegments(p.rx_slot_iov[k], guest_hdr_len_, eth, peek);
+    if (!Accept(eth, peek)) {
+      rx_filtered_->Add(1);
+      continue;
+    }
+    const uint64_t total = guest_hdr_len_ + frame_len;
+    size_t used = start[k + 1] - start[k];
+    if (next != start[k]) {
+      // A frame before this one was dropped: move this one down into its buffer (single-buffer
+      // slots only: several slots means one buffer each).
+      p.move_buf.resize(total);
+      CopyFromSegments(p.rx_slot_iov[k], 0, p.move_buf.data(), total);
+      CopyToSegments(elems[next].in, 0, p.move_buf.data(), total);
+      p.rx_slot_iov[k] = elems[next].in;
+    }
+    const std::vector<iovec>& dst = p.rx_slot_iov[k];
+    // The header: blank when the source wrote none; checksum flags only if the driver asked.
+    if (h == 0) {
+      const virtio_net_hdr_mrg_rxbuf blank{};
+      CopyToSegments(dst, 0, &blank, guest_hdr_len_);
+    } else if (!(curr_offloads_ & Bit(VIRTIO_NET_F_GUEST_CSUM))) {
+      const uint8_t no_flags = 0;
+      CopyToSegments(dst, 0, &no_flags, 1);
+    }
+    // The buffers the frame fills, and how many (num_buffers, 1 without mergeable buffers).
+    uint64_t left = total;
+    uint16_t nb = 0;
+    for (size_t i = next; left > 0 && nb < used; ++i, ++nb) {
+      const uint64_t len = std::min(left, elems[i].in_len);
+      vq->Fill(elems[i], static_cast<uint32_t>(len), static_cast<uint16_t>(p.rx_unflushed + i));
+      left -= len;
+    }
+    if (guest_hdr_len_ == sizeof(virtio_net_hdr_mrg_rxbuf)) {
+      CopyToSegments(dst, offsetof(virtio_net_hdr_mrg_rxbuf, num_buffers), &nb, sizeof(nb));
+    }
+    next += nb;
+    ++accepted;
+    rx_bytes_->Add(frame_len);
+  }
+  UndoRx(vq, elems, next, popped);
+  p.rx_unflushed = static_cast<uint16_t>(p.rx_unflushed + next);
+  rx_frames_->Add(accepted);
+  if (!req.defer_flush || p.rx_unflushed >= kRxBatch) FlushRx(pair);
+  return filled;
+}
+
 ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   absl::MutexLock l(&mu_);
   // Held at the backend until the driver is ready; dropped by a device waiting for a reset.
@@ -133,6 +242,7 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
     counters().Increment("rx_bad_frame");
     return -1;
   }
+  // A filtered frame is dropped before it takes buffers (it must not wait for them).
   uint8_t eth[18];
   const size_t peek = std::min<size_t>(sizeof(eth), size - h);
   net::IovToBuf(iov, n, h, eth, peek);
@@ -140,210 +250,86 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
     rx_filtered_->Add(1);
     return static_cast<ssize_t>(size);
   }
+  // The frame is in hand: a batch of one, copied in with a header of the guest's layout (the
+  // backend's when it carries one, else blank).
   const uint64_t total = guest_hdr_len_ + (size - h);
-  VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
-  std::vector<VirtQueueElement>& elems = pairs_[pair].rx_elems;
-  size_t count = 0;
-  if (!PopRxBuffers(vq, mergeable_ ? total : 1, &elems, &count)) {
-    if (!running()) return -1;  // the ring broke
-    counters().Increment("rx_no_buffers");
-    return 0;  // the backend keeps it; the next kick of the receive queue brings it in
+  auto copy = [&](const net::NetClientState::BufferSet* sets, int, ssize_t* lens) {
+    const absl::Span<const iovec> dst(sets[0].iov, static_cast<size_t>(sets[0].n));
+    virtio_net_hdr_mrg_rxbuf hdr{};
+    if (h != 0) net::IovToBuf(iov, n, 0, &hdr, std::min<size_t>(h, guest_hdr_len_));
+    hdr.num_buffers = 0;
+    size_t off = CopyToSegments(dst, 0, &hdr, guest_hdr_len_);
+    size_t skip = h;  // the backend's header bytes, which may span iovecs
+    for (int i = 0; i < n; ++i) {
+      const size_t s = std::min(skip, iov[i].iov_len);
+      skip -= s;
+      off +=
+          CopyToSegments(dst, off, static_cast<uint8_t*>(iov[i].iov_base) + s, iov[i].iov_len - s);
+    }
+    lens[0] = static_cast<ssize_t>(off);
+    return 1;
+  };
+  RxShortfall why = RxShortfall::kNone;
+  const ssize_t r = ReceiveFrames(
+      pair, {.need = total, .max = 1, .with_header = true, .max_iov = SIZE_MAX, .fill = copy},
+      &why);
+  if (r != net::NetClientState::kNoDirect) return static_cast<ssize_t>(size);
+  switch (why) {
+    case RxShortfall::kTooSmall:
+      MarkNeedsReset(absl::StrFormat(
+          "receive buffer of %u bytes for a %u-byte frame without mergeable buffers",
+          pairs_[pair].rx_elems[0].in_len, total));
+      return -1;
+    case RxShortfall::kNoBuffers:
+      counters().Increment("rx_no_buffers");
+      return 0;  // the backend keeps it; the next kick of the receive queue brings it in
+    default:
+      return -1;  // the ring broke
   }
-  if (!mergeable_ && elems[0].in_len < total) {
-    vq->Unpop(elems[0]);
-    MarkNeedsReset(
-        absl::StrFormat("receive buffer of %u bytes for a %u-byte frame without "
-                        "mergeable buffers",
-                        elems[0].in_len, total));
-    return -1;
-  }
-  // The header: the backend's when it carries one of our layout, else a blank one.
-  virtio_net_hdr_mrg_rxbuf hdr{};
-  if (h != 0) net::IovToBuf(iov, n, 0, &hdr, std::min<size_t>(h, guest_hdr_len_));
-  hdr.num_buffers = 0;
-  if (!(curr_offloads_ & Bit(VIRTIO_NET_F_GUEST_CSUM))) hdr.hdr.flags = 0;
-  std::vector<iovec>& dst = pairs_[pair].rx_iov;
-  dst.clear();
-  for (size_t k = 0; k < count; ++k) dst.insert(dst.end(), elems[k].in.begin(), elems[k].in.end());
-  CopyToIov(dst, 0, &hdr, guest_hdr_len_);
-  size_t off = guest_hdr_len_;
-  for (int i = 0; i < n; ++i) {
-    size_t skip = 0;
-    // Skip the backend's header bytes, which may span iovecs.
-    size_t consumed_before = 0;
-    for (int k = 0; k < i; ++k) consumed_before += iov[k].iov_len;
-    if (consumed_before < h) skip = std::min(iov[i].iov_len, h - consumed_before);
-    off +=
-        CopyToIov(dst, off, static_cast<uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip);
-  }
-  CompleteRx(pair, vq, elems, count, total);
-  rx_frames_->Add(1);
-  rx_bytes_->Add(size - h);
-  return static_cast<ssize_t>(size);
 }
 
 ssize_t VirtIONet::ReceiveDirect(size_t pair, net::NetClientState::FillFn fill) {
   absl::MutexLock l(&mu_);
-  if (!RxReady(pair)) return net::NetClientState::kNoDirect;
-  const size_t h = host_hdr_len_;
-  if (h != 0 && h != static_cast<size_t>(guest_hdr_len_)) return net::NetClientState::kNoDirect;
-  Pair& p = pairs_[pair];
-  net::NetClientState* peer = p.nc->peer();
-  const uint64_t need = guest_hdr_len_ + (peer != nullptr ? peer->MaxFrameSize() : kMaxTxFrame);
-  VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
-  std::vector<VirtQueueElement>& elems = p.rx_elems;
-  size_t count = 0;
-  if (!PopRxBuffers(vq, need, &elems, &count)) return net::NetClientState::kNoDirect;
-  if (count == 1 && elems[0].in_len < need && !mergeable_) {
-    // Too small for the largest frame: the copy path checks the actual size.
-    vq->Unpop(elems[0]);
-    return net::NetClientState::kNoDirect;
-  }
-  std::vector<iovec>& dst = p.rx_iov;
-  dst.clear();
-  for (size_t k = 0; k < count; ++k) dst.insert(dst.end(), elems[k].in.begin(), elems[k].in.end());
-  std::vector<iovec>* target = &dst;
-  if (h == 0) {
-    p.rx_target.clear();
-    AppendIov(dst, guest_hdr_len_, &p.rx_target);
-    target = &p.rx_target;
-  }
-  const int niov = static_cast<int>(std::min(target->size(), kMaxIov));
-  const uint64_t capacity = net::IovSize(target->data(), niov);
-  const ssize_t got = fill(target->data(), niov);
-  if (got <= 0) {
-    UndoRx(vq, elems, count);
-    return 0;
-  }
-  if (static_cast<uint64_t>(got) > capacity) {
-    // The backend's frame was bigger than the buffers (a TAP truncates and says nothing).
-    UndoRx(vq, elems, count);
-    counters().Increment("rx_truncated");
-    return got;
-  }
-  if (static_cast<uint64_t>(got) < h + kEthHeader) {
-    UndoRx(vq, elems, count);
-    counters().Increment("rx_bad_frame");
-    return got;
-  }
-  const uint64_t frame_len = static_cast<uint64_t>(got) - h;
-  uint8_t eth[18];
-  const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
-  CopyFromIov(dst, guest_hdr_len_, eth, peek);
-  if (!Accept(eth, peek)) {
-    UndoRx(vq, elems, count);
-    rx_filtered_->Add(1);
-    return got;
-  }
-  if (h == 0) {
-    const virtio_net_hdr_mrg_rxbuf blank{};
-    CopyToIov(dst, 0, &blank, guest_hdr_len_);
-  } else if (!(curr_offloads_ & Bit(VIRTIO_NET_F_GUEST_CSUM))) {
-    const uint8_t no_flags = 0;  // the driver did not ask for checksum information
-    CopyToIov(dst, 0, &no_flags, 1);
-  }
-  CompleteRx(pair, vq, elems, count, guest_hdr_len_ + frame_len, /*batch=*/true);
-  rx_frames_->Add(1);
-  rx_bytes_->Add(frame_len);
-  return got;
+  if (!DirectReady(pair)) return net::NetClientState::kNoDirect;
+  // A batch of one, read straight into the guest's buffers; completions published at the end of
+  // the sender's burst (DirectBatchEnd).
+  ssize_t got = 0;
+  auto one = [&](const net::NetClientState::BufferSet* sets, int, ssize_t* lens) {
+    lens[0] = got = fill(sets[0].iov, sets[0].n);
+    return 1;
+  };
+  RxShortfall why = RxShortfall::kNone;
+  const ssize_t r = ReceiveFrames(pair,
+                                  {.need = RxNeed(pair),
+                                   .max = 1,
+                                   .with_header = host_hdr_len_ != 0,
+                                   .max_iov = kMaxIov,
+                                   .fill = one,
+                                   .defer_flush = true},
+                                  &why);
+  if (r == net::NetClientState::kNoDirect) return r;
+  return got <= 0 ? 0 : got;
 }
 
 ssize_t VirtIONet::ReceiveDirectBatch(size_t pair, int max, net::NetClientState::BatchFillFn fill) {
   absl::MutexLock l(&mu_);
-  if (!RxReady(pair) || max < 1) return net::NetClientState::kNoDirect;
+  if (!DirectReady(pair) || max < 1) return net::NetClientState::kNoDirect;
+  RxShortfall why = RxShortfall::kNone;
+  const ssize_t r = ReceiveFrames(pair,
+                                  {.need = RxNeed(pair),
+                                   .max = max,
+                                   .with_header = host_hdr_len_ != 0,
+                                   .max_iov = kMaxIov,
+                                   .fill = fill},
+                                  &why);
+  if (r == net::NetClientState::kNoDirect && why == RxShortfall::kBroken) return -1;
+  return r;
+}
+
+bool VirtIONet::DirectReady(size_t pair) {
+  // The source writes our header layout or none (anything else takes the copy path).
   const size_t h = host_hdr_len_;
-  if (h != 0 && h != static_cast<size_t>(guest_hdr_len_)) return net::NetClientState::kNoDirect;
-  Pair& p = pairs_[pair];
-  net::NetClientState* peer = p.nc->peer();
-  const uint64_t need = guest_hdr_len_ + (peer != nullptr ? peer->MaxFrameSize() : kMaxTxFrame);
-  VirtQueue* vq = queue(static_cast<uint16_t>(2 * pair));
-  max = std::min(max, 64);
-  if (p.batch_elems.size() < static_cast<size_t>(max)) {
-    p.batch_elems.resize(max);
-    p.batch_target.resize(max);
-  }
-  // One buffer per frame, each big enough for the largest frame (else the per-frame path).
-  int count = 0;
-  while (count < max) {
-    VirtQueueElement& e = p.batch_elems[count];
-    const PopResult r = vq->Pop(&e);
-    if (r == PopResult::kBroken) {
-      for (int k = count; k > 0; --k) vq->Unpop(p.batch_elems[k - 1]);
-      MarkNeedsReset(absl::StrCat("receive queue ", vq->index(), ": ", vq->broken_reason()));
-      return -1;
-    }
-    if (r == PopResult::kEmpty) break;
-    if (e.out_len != 0 || e.in_len < need) {
-      vq->Unpop(e);  // odd or small: the per-frame path deals with it
-      break;
-    }
-    ++count;
-  }
-  if (count == 0) return net::NetClientState::kNoDirect;
-  net::NetClientState::BufferSet sets[64];
-  uint64_t capacity[64];
-  for (int k = 0; k < count; ++k) {
-    std::vector<iovec>& t = p.batch_target[k];
-    if (h == 0) {
-      t.clear();
-      AppendIov(p.batch_elems[k].in, guest_hdr_len_, &t);
-    } else {
-      t = p.batch_elems[k].in;
-    }
-    sets[k] = {t.data(), static_cast<int>(std::min(t.size(), kMaxIov))};
-    capacity[k] = net::IovSize(sets[k].iov, sets[k].n);
-  }
-  ssize_t lens[64];
-  const int filled = std::clamp(fill(sets, count, lens), 0, count);
-  // Accepted frames are moved down over filtered ones, so the used buffers stay a prefix.
-  int out = 0;
-  for (int i = 0; i < filled; ++i) {
-    const std::vector<iovec>& src = p.batch_elems[i].in;
-    if (lens[i] <= 0) continue;  // no frame in this set
-    if (static_cast<uint64_t>(lens[i]) > capacity[i]) {
-      counters().Increment("rx_truncated");
-      continue;
-    }
-    if (lens[i] < static_cast<ssize_t>(h + kEthHeader)) {
-      counters().Increment("rx_bad_frame");
-      continue;
-    }
-    const uint64_t frame_len = static_cast<uint64_t>(lens[i]) - h;
-    uint8_t eth[18];
-    const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
-    CopyFromIov(src, guest_hdr_len_, eth, peek);
-    if (!Accept(eth, peek)) {
-      rx_filtered_->Add(1);
-      continue;
-    }
-    const uint64_t total = guest_hdr_len_ + frame_len;
-    if (out != i) {
-      p.move_buf.resize(total);
-      CopyFromIov(src, 0, p.move_buf.data(), total);
-      CopyToIov(p.batch_elems[out].in, 0, p.move_buf.data(), total);
-    }
-    const std::vector<iovec>& dst = p.batch_elems[out].in;
-    if (h == 0) {
-      const virtio_net_hdr_mrg_rxbuf blank{};
-      CopyToIov(dst, 0, &blank, guest_hdr_len_);
-    } else if (!(curr_offloads_ & Bit(VIRTIO_NET_F_GUEST_CSUM))) {
-      const uint8_t no_flags = 0;
-      CopyToIov(dst, 0, &no_flags, 1);
-    }
-    if (guest_hdr_len_ == sizeof(virtio_net_hdr_mrg_rxbuf)) {
-      const uint16_t one = 1;
-      CopyToIov(dst, offsetof(virtio_net_hdr_mrg_rxbuf, num_buffers), &one, sizeof(one));
-    }
-    vq->Fill(p.batch_elems[out], static_cast<uint32_t>(total),
-             static_cast<uint16_t>(p.rx_unflushed + out));
-    rx_bytes_->Add(frame_len);
-    ++out;
-  }
-  for (int k = count; k > out; --k) vq->Unpop(p.batch_elems[k - 1]);
-  p.rx_unflushed = static_cast<uint16_t>(p.rx_unflushed + out);
-  rx_frames_->Add(out);
-  FlushRx(pair);
-  return filled;
+  return RxReady(pair) && (h == 0 || h == static_cast<size_t>(guest_hdr_len_));
 }
 
 }  // namespace vdev::virtio

@@ -96,7 +96,7 @@ void VirtIONet::FlushTx(size_t pair) {
       vq->Fill(e, 0, done++);
       continue;
     }
-    CopyFromIov(e.out, 0, hdr, hlen);
+    CopyFromSegments(e.out, 0, hdr, hlen);
     const uint64_t frame_len = e.out_len - hlen;
     if (!ValidTxHeader(hdr, frame_len)) {
       VDEV_LOG_GUEST_ERROR(counters(), "tx_bad_header",
@@ -113,7 +113,7 @@ void VirtIONet::FlushTx(size_t pair) {
       std::memcpy(h, hdr, hlen);
       iov.push_back({h, hlen});
     }
-    AppendIov(e.out, hlen, &iov);  // a backend without headers gets the frame alone
+    AppendSegments(e.out, hlen, &iov);  // a backend without headers gets the frame alone
     const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
     vq->Fill(e, 0, done++);
     tx_frames_->Add(1);

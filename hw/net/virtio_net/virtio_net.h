@@ -94,24 +94,25 @@ class VirtIONet : public VirtIODevice {
 
  private:
   class Nic;
+  static constexpr int kRxMaxFrames = 64;  // frames per receive call
   struct Pair {
     std::unique_ptr<Nic> nc;
     net::NetClientState::SentCallback tx_complete;  // built once (no allocation per frame)
     bool tx_waiting = false;    // a frame is queued at the backend: hold the queue
     bool tx_scheduled = false;  // a continuation is posted
-    // Scratch for the receive path (under mu_), kept to avoid allocating per frame.
+    // Scratch for the receive path (under mu_), kept to avoid allocating per frame: the popped
+    // buffers, where each frame's slot starts in them, each slot's buffers as one list and the
+    // part of it after the guest header, and room to move a frame over a dropped one.
     std::vector<VirtQueueElement> rx_elems;
-    std::vector<iovec> rx_iov, rx_target;
+    std::array<size_t, kRxMaxFrames + 1> rx_slot_start{};
+    std::array<std::vector<iovec>, kRxMaxFrames> rx_slot_iov, rx_slot_target;
+    std::vector<uint8_t> move_buf;
     VirtQueueElement tx_elem;
     std::vector<iovec> tx_iov;
     // Validated copies of the headers of the frames in the current transmit batch.
     std::array<std::array<uint8_t, 12>, 64> tx_hdrs;
     // Receive completions filled but not yet published (direct receives batch them).
     uint16_t rx_unflushed = 0;
-    // Batched direct receive: one element per buffer set.
-    std::vector<VirtQueueElement> batch_elems;
-    std::vector<std::vector<iovec>> batch_target;
-    std::vector<uint8_t> move_buf;  // moves a frame over a filtered one
   };
   // Publishes batched receive completions of `pair` and interrupts if the driver wants it.
   void FlushRx(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -126,18 +127,39 @@ class VirtIONet : public VirtIODevice {
   ssize_t ReceiveDirectBatch(size_t pair, int max, net::NetClientState::BatchFillFn fill);
   bool Accept(const uint8_t* frame, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RxReady(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Pops receive buffers of pair `pair` until they hold `need` bytes (all of `need` in the first
-  // one without mergeable buffers). False (with everything unpopped) when there are not enough.
-  // The elements are the first `*count` of `elems` (reused between calls).
-  bool PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems,
-                    size_t* count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Returns the used prefix of the `count` elements for a frame of `total` bytes (header
-  // included) and unpops the rest; fills num_buffers. Returns the number of buffers used.
-  // Completions are published at once unless `batch` (then by FlushRx).
-  uint16_t CompleteRx(size_t pair, VirtQueue* vq, std::vector<VirtQueueElement>& elems,
-                      size_t count, uint64_t total, bool batch = false)
+  bool DirectReady(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Buffer bytes a frame from the backend may need: the guest header and the backend's largest
+  // frame.
+  uint64_t RxNeed(size_t pair) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why no buffers could be offered.
+  enum class RxShortfall { kNone, kNoBuffers, kTooSmall, kBroken };
+  // One receive call: up to `max` frames, each into buffers of at least `need` bytes (guest
+  // header included). `fill` writes the frames (with a header of the guest's layout in front
+  // when `with_header`, else without, and we write a blank one), into at most `max_iov`
+  // segments per frame. Completions are published at once, or by FlushRx when `defer_flush`.
+  struct RxRequest {
+    uint64_t need;
+    int max;
+    bool with_header;
+    size_t max_iov;
+    net::NetClientState::BatchFillFn fill;
+    bool defer_flush = false;
+  };
+  // The one receive path (Receive, ReceiveDirect and ReceiveDirectBatch are its callers): pops
+  // buffers for the frames, lets `req.fill` write them, checks each frame (too big, too short,
+  // filtered), finishes the headers (checksum flags, num_buffers) and fills the used ring, the
+  // used buffers a prefix of those popped and the rest given back. Returns the number of sets
+  // `fill` tried, or kNoDirect with `*why` when no buffers were offered.
+  ssize_t ReceiveFrames(size_t pair, const RxRequest& req, RxShortfall* why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t count)
+  // Pops receive buffers into `elems` from index `first` until they hold `need` bytes (all of
+  // it in one buffer without mergeable buffers). False, with everything it popped given back and
+  // the reason in `*why`, when there are not enough.
+  bool PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueueElement>* elems,
+                    size_t first, size_t* count, RxShortfall* why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives elements [from, to) back, last first.
+  void UndoRx(VirtQueue* vq, std::vector<VirtQueueElement>& elems, size_t from, size_t to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRxFlush(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -1,5 +1,5 @@
-// Internals shared by the parts of virtio-net (virtio_net.cc, virtio_net_rx.cc,
-// virtio_net_ctrl.cc). Not for use outside hw/virtio.
+// Internals shared by the parts of virtio-net (device.cc, tx.cc, rx.cc, ctrl.cc, vhost.cc).
+// Not installed.
 #ifndef VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_INTERNAL_H_
 #define VDEV_HW_NET_VIRTIO_NET_VIRTIO_NET_INTERNAL_H_
 
@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bus/virtio/chain_io.h"
 #include "bus/virtio/virtio_uapi.h"
 #include "hw/net/virtio_net/virtio_net.h"
 #include "net/virtio_net_uapi.h"
@@ -36,40 +37,6 @@ constexpr uint64_t kMaxTxFrame = 65535 + 14 + 4;  // a 64 KiB GSO frame and its 
 // still fits, so its overflow flags can be set).
 constexpr size_t kMaxCtrlPayload = 65536;
 constexpr size_t kMaxIov = 256;
-
-// Copies `len` bytes to/from an iovec list at `offset`.
-inline size_t CopyToIov(const std::vector<iovec>& iov, size_t offset, const void* src, size_t len) {
-  size_t done = 0;
-  for (const iovec& v : iov) {
-    if (done == len) break;
-    if (offset >= v.iov_len) {
-      offset -= v.iov_len;
-      continue;
-    }
-    const size_t chunk = std::min(v.iov_len - offset, len - done);
-    std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, static_cast<const uint8_t*>(src) + done,
-                chunk);
-    done += chunk;
-    offset = 0;
-  }
-  return done;
-}
-
-inline size_t CopyFromIov(const std::vector<iovec>& iov, size_t offset, void* dst, size_t len) {
-  return net::IovToBuf(iov.data(), static_cast<int>(iov.size()), offset, dst, len);
-}
-
-// Appends the part of `in` from `offset` on to `out`.
-inline void AppendIov(const std::vector<iovec>& in, size_t offset, std::vector<iovec>* out) {
-  for (const iovec& v : in) {
-    if (offset >= v.iov_len) {
-      offset -= v.iov_len;
-      continue;
-    }
-    out->push_back({static_cast<uint8_t*>(v.iov_base) + offset, v.iov_len - offset});
-    offset = 0;
-  }
-}
 
 // The NIC side of one queue pair.
 class VirtIONet::Nic : public net::NetClientState {
