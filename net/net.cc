@@ -97,26 +97,27 @@ ssize_t NetClientState::SendIov(const iovec* iov, int n, const SentCallback& sen
   return p->Deliver(iov, n, this, sent);
 }
 
-ssize_t NetClientState::SendDirect(FillFn fill) {
+NetClientState* NetClientState::DirectPeer() const {
+  // Zero copy only when nothing stands between the two: link up both ends, no filter watching
+  // either side, nothing queued ahead (frames keep their order).
   NetClientState* p = peer_;
-  if (p == nullptr || link_down_ || p->link_down_) return kNoDirect;
+  if (p == nullptr || link_down_ || p->link_down_) return nullptr;
   if (has_filters_.load(std::memory_order_acquire) ||
       p->has_filters_.load(std::memory_order_acquire) ||
       p->must_queue_.load(std::memory_order_acquire)) {
-    return kNoDirect;
+    return nullptr;
   }
-  return p->ReceiveDirect(fill);
+  return p;
+}
+
+ssize_t NetClientState::SendDirect(FillFn fill) {
+  NetClientState* p = DirectPeer();
+  return p != nullptr ? p->ReceiveDirect(fill) : kNoDirect;
 }
 
 ssize_t NetClientState::SendDirectBatch(int max, BatchFillFn fill) {
-  NetClientState* p = peer_;
-  if (p == nullptr || link_down_ || p->link_down_) return kNoDirect;
-  if (has_filters_.load(std::memory_order_acquire) ||
-      p->has_filters_.load(std::memory_order_acquire) ||
-      p->must_queue_.load(std::memory_order_acquire)) {
-    return kNoDirect;
-  }
-  return p->ReceiveDirectBatch(max, fill);
+  NetClientState* p = DirectPeer();
+  return p != nullptr ? p->ReceiveDirectBatch(max, fill) : kNoDirect;
 }
 
 ssize_t NetClientState::Deliver(const iovec* iov, int n, NetClientState* sender,

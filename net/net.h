@@ -206,6 +206,8 @@ class NetClientState {
     SentCallback sent;
     bool observed = false;  // the filters saw it already (it was refused, then queued)
   };
+  // The peer, when a zero-copy send may go straight to it (SendDirect, SendDirectBatch).
+  NetClientState* DirectPeer() const;
   // Delivery to this client (the receiver side of SendIov).
   ssize_t Deliver(const iovec* iov, int n, NetClientState* sender, const SentCallback& sent);
   // Recomputes must_queue_ (under queue_mu_).

@@ -73,13 +73,12 @@ absl::Status VhostDev::Start(VhostBackend& backend, const GuestMemory& mem, uint
     const virtio::VirtQueue& vq = *ring.vq;
     Shared::PerRing& r = shared->rings[i];
     touched = i + 1;
-    s = backend.SetVringNum(ring.index, vq.size());
-    if (s.ok()) s = backend.SetVringBase(ring.index, vq.last_avail_idx());
-    if (s.ok()) s = backend.SetVringAddr(ring.index, addrs[i]);
-    if (s.ok())
-      s = backend.SetVringKick(ring.index, ring.ioeventfd >= 0 ? ring.ioeventfd : r.kick.fd());
-    if (s.ok()) s = backend.SetVringCall(ring.index, ring.irqfd >= 0 ? ring.irqfd : r.call.fd());
-    if (s.ok()) s = backend.SetVringErr(ring.index, r.err.fd());
+    s = backend.SetupRing(ring.index, {.num = vq.size(),
+                                       .base = vq.last_avail_idx(),
+                                       .addr = addrs[i],
+                                       .kick = ring.ioeventfd >= 0 ? ring.ioeventfd : r.kick.fd(),
+                                       .call = ring.irqfd >= 0 ? ring.irqfd : r.call.fd(),
+                                       .err = r.err.fd()});
   }
   if (!s.ok()) return Unwind(backend, std::move(rings), touched, std::move(shared), s);
   // Watches are loop state: they are registered there, later (Start may run under the device's

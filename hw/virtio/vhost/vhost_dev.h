@@ -42,6 +42,15 @@ struct VringAddr {
   uint64_t desc = 0, avail = 0, used = 0;
 };
 
+// Everything a backend needs to serve one ring, sent in this order (QEMU's vhost_virtqueue_start):
+// SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR.
+struct VringSetup {
+  uint32_t num = 0;   // ring size
+  uint32_t base = 0;  // the next available index the backend takes
+  VringAddr addr;
+  int kick = -1, call = -1, err = -1;  // eventfds, or -1 for none
+};
+
 // Told about a backend going away and coming back (on the backend's loop, no lock held).
 class VhostListener {
  public:
@@ -69,13 +78,8 @@ class VhostBackend {
   virtual absl::Status ResetDevice() { return absl::OkStatus(); }
   virtual absl::Status SetFeatures(uint64_t features) = 0;
   virtual absl::Status SetMemTable(const GuestMemory& mem) = 0;
-  virtual absl::Status SetVringNum(uint32_t index, uint32_t num) = 0;
-  virtual absl::Status SetVringBase(uint32_t index, uint32_t base) = 0;
-  virtual absl::Status SetVringAddr(uint32_t index, const VringAddr& addr) = 0;
-  // SET_VRING_KICK / CALL / ERR: an eventfd, or -1 for none.
-  virtual absl::Status SetVringKick(uint32_t index, int fd) = 0;
-  virtual absl::Status SetVringCall(uint32_t index, int fd) = 0;
-  virtual absl::Status SetVringErr(uint32_t index, int fd) = 0;
+  // Hands ring `index` over (not yet enabled); stops at the first step that fails.
+  virtual absl::Status SetupRing(uint32_t index, const VringSetup& ring) = 0;
   // Ring `index` may be served (vhost-user SET_VRING_ENABLE; kernel VHOST_NET_SET_BACKEND).
   virtual absl::Status SetVringEnable(uint32_t index, bool enable) = 0;
   // Stops ring `index` and returns the backend's next available index.

@@ -146,32 +146,23 @@ absl::Status VhostKernelNet::SetMemTable(const GuestMemory& mem) {
   return absl::OkStatus();
 }
 
-absl::Status VhostKernelNet::SetVringNum(uint32_t index, uint32_t num) {
+absl::Status VhostKernelNet::SetupRing(uint32_t index, const VringSetup& r) {
   int fd;
   unsigned local;
   VDEV_RETURN_IF_ERROR(Ring(index, &fd, &local));
-  vhost_vring_state s{local, num};
-  return Call(fd, VHOST_SET_VRING_NUM, &s, "VHOST_SET_VRING_NUM", index);
-}
-
-absl::Status VhostKernelNet::SetVringBase(uint32_t index, uint32_t base) {
-  int fd;
-  unsigned local;
-  VDEV_RETURN_IF_ERROR(Ring(index, &fd, &local));
-  vhost_vring_state s{local, base};
-  return Call(fd, VHOST_SET_VRING_BASE, &s, "VHOST_SET_VRING_BASE", index);
-}
-
-absl::Status VhostKernelNet::SetVringAddr(uint32_t index, const VringAddr& addr) {
-  int fd;
-  unsigned local;
-  VDEV_RETURN_IF_ERROR(Ring(index, &fd, &local));
+  vhost_vring_state num{local, r.num};
+  VDEV_RETURN_IF_ERROR(Call(fd, VHOST_SET_VRING_NUM, &num, "VHOST_SET_VRING_NUM", index));
+  vhost_vring_state base{local, r.base};
+  VDEV_RETURN_IF_ERROR(Call(fd, VHOST_SET_VRING_BASE, &base, "VHOST_SET_VRING_BASE", index));
   vhost_vring_addr a{};
   a.index = local;
-  a.desc_user_addr = addr.desc;
-  a.avail_user_addr = addr.avail;
-  a.used_user_addr = addr.used;
-  return Call(fd, VHOST_SET_VRING_ADDR, &a, "VHOST_SET_VRING_ADDR", index);
+  a.desc_user_addr = r.addr.desc;
+  a.avail_user_addr = r.addr.avail;
+  a.used_user_addr = r.addr.used;
+  VDEV_RETURN_IF_ERROR(Call(fd, VHOST_SET_VRING_ADDR, &a, "VHOST_SET_VRING_ADDR", index));
+  VDEV_RETURN_IF_ERROR(SetVringFile(index, VHOST_SET_VRING_KICK, r.kick, "VHOST_SET_VRING_KICK"));
+  VDEV_RETURN_IF_ERROR(SetVringFile(index, VHOST_SET_VRING_CALL, r.call, "VHOST_SET_VRING_CALL"));
+  return SetVringFile(index, VHOST_SET_VRING_ERR, r.err, "VHOST_SET_VRING_ERR");
 }
 
 absl::Status VhostKernelNet::SetVringFile(uint32_t index, unsigned long request, int file,
@@ -181,18 +172,6 @@ absl::Status VhostKernelNet::SetVringFile(uint32_t index, unsigned long request,
   VDEV_RETURN_IF_ERROR(Ring(index, &fd, &local));
   vhost_vring_file f{local, file};
   return Call(fd, request, &f, what, index);
-}
-
-absl::Status VhostKernelNet::SetVringKick(uint32_t index, int fd) {
-  return SetVringFile(index, VHOST_SET_VRING_KICK, fd, "VHOST_SET_VRING_KICK");
-}
-
-absl::Status VhostKernelNet::SetVringCall(uint32_t index, int fd) {
-  return SetVringFile(index, VHOST_SET_VRING_CALL, fd, "VHOST_SET_VRING_CALL");
-}
-
-absl::Status VhostKernelNet::SetVringErr(uint32_t index, int fd) {
-  return SetVringFile(index, VHOST_SET_VRING_ERR, fd, "VHOST_SET_VRING_ERR");
 }
 
 absl::Status VhostKernelNet::SetVringEnable(uint32_t index, bool enable) {

@@ -67,12 +67,7 @@ class VhostKernelNet : public VhostBackend {
   bool userspace_fallback() const override { return true; }
   absl::Status SetFeatures(uint64_t features) override;
   absl::Status SetMemTable(const GuestMemory& mem) override;
-  absl::Status SetVringNum(uint32_t index, uint32_t num) override;
-  absl::Status SetVringBase(uint32_t index, uint32_t base) override;
-  absl::Status SetVringAddr(uint32_t index, const VringAddr& addr) override;
-  absl::Status SetVringKick(uint32_t index, int fd) override;
-  absl::Status SetVringCall(uint32_t index, int fd) override;
-  absl::Status SetVringErr(uint32_t index, int fd) override;
+  absl::Status SetupRing(uint32_t index, const VringSetup& ring) override;
   absl::Status SetVringEnable(uint32_t index, bool enable) override;
   absl::StatusOr<uint32_t> GetVringBase(uint32_t index) override;
 

@@ -300,31 +300,15 @@ absl::Status VhostUserNetdev::SetMemTable(const GuestMemory& mem) {
   });
 }
 
-absl::Status VhostUserNetdev::SetVringNum(uint32_t index, uint32_t num) {
-  return Op([=](VhostUserClient& c) { return c.SetVringNum(index, num); });
-}
-
-absl::Status VhostUserNetdev::SetVringBase(uint32_t index, uint32_t base) {
-  return Op([=](VhostUserClient& c) { return c.SetVringBase(index, base); });
-}
-
-absl::Status VhostUserNetdev::SetVringAddr(uint32_t index, const VringAddr& a) {
-  return Op([=](VhostUserClient& c) { return c.SetVringAddr(index, a.desc, a.used, a.avail); });
-}
-
-absl::Status VhostUserNetdev::SetVringKick(uint32_t index, int fd) {
-  return Op(
-      [=](VhostUserClient& c) { return c.SetVringFd(VhostUserRequest::kSetVringKick, index, fd); });
-}
-
-absl::Status VhostUserNetdev::SetVringCall(uint32_t index, int fd) {
-  return Op(
-      [=](VhostUserClient& c) { return c.SetVringFd(VhostUserRequest::kSetVringCall, index, fd); });
-}
-
-absl::Status VhostUserNetdev::SetVringErr(uint32_t index, int fd) {
-  return Op(
-      [=](VhostUserClient& c) { return c.SetVringFd(VhostUserRequest::kSetVringErr, index, fd); });
+absl::Status VhostUserNetdev::SetupRing(uint32_t index, const VringSetup& r) {
+  return Op([&](VhostUserClient& c) {
+    VDEV_RETURN_IF_ERROR(c.SetVringNum(index, r.num));
+    VDEV_RETURN_IF_ERROR(c.SetVringBase(index, r.base));
+    VDEV_RETURN_IF_ERROR(c.SetVringAddr(index, r.addr.desc, r.addr.used, r.addr.avail));
+    VDEV_RETURN_IF_ERROR(c.SetVringFd(VhostUserRequest::kSetVringKick, index, r.kick));
+    VDEV_RETURN_IF_ERROR(c.SetVringFd(VhostUserRequest::kSetVringCall, index, r.call));
+    return c.SetVringFd(VhostUserRequest::kSetVringErr, index, r.err);
+  });
 }
 
 absl::Status VhostUserNetdev::SetVringEnable(uint32_t index, bool enable) {
