@@ -36,10 +36,10 @@
 
 namespace vdev::net {
 
-class FilterDump : public qom::Object, public UserCreatable, public NetFilter {
+class FilterDump : public qom::Object, public qom::UserCreatable, public NetFilter {
  public:
   static constexpr char kTypeName[] = "filter-dump";
-  static constexpr const char* kInterfaces[] = {UserCreatable::kTypeName};
+  static constexpr const char* kInterfaces[] = {qom::UserCreatable::kTypeName};
   using Parent = qom::Object;
   static void ClassInit(qom::ObjectClass& k);
 

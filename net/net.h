@@ -49,7 +49,7 @@
 
 namespace vdev {
 class EventLoop;
-}
+}  // namespace vdev
 
 namespace vdev::net {
 

@@ -23,11 +23,11 @@
 
 namespace vdev::net {
 
-class Netdev : public qom::Object, public UserCreatable {
+class Netdev : public qom::Object, public qom::UserCreatable {
  public:
   static constexpr char kTypeName[] = "netdev";
   static constexpr bool kAbstract = true;
-  static constexpr const char* kInterfaces[] = {UserCreatable::kTypeName};
+  static constexpr const char* kInterfaces[] = {qom::UserCreatable::kTypeName};
   using Parent = qom::Object;
   static void ClassInit(qom::ObjectClass& k);
 

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace vdev {
+namespace vdev::net {
 
 absl::StatusOr<UniqueFd> OpenVhostNet(const std::string& path) {
   const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -21,4 +21,4 @@ absl::StatusOr<UniqueFd> OpenVhostNet(const std::string& path) {
       absl::StrCat("cannot open ", path, ": ", strerror(err), hint));
 }
 
-}  // namespace vdev
+}  // namespace vdev::net

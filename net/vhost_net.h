@@ -8,12 +8,12 @@
 #include "absl/status/statusor.h"
 #include "core/base/unique_fd.h"
 
-namespace vdev {
+namespace vdev::net {
 
 // Opens `path` (default /dev/vhost-net) read-write. NotFound / PermissionDenied with one line
 // naming the device and what to do instead.
 absl::StatusOr<UniqueFd> OpenVhostNet(const std::string& path = "/dev/vhost-net");
 
-}  // namespace vdev
+}  // namespace vdev::net
 
 #endif  // VDEV_NET_VHOST_NET_H_

@@ -3,7 +3,7 @@
 #include "core/base/logging.h"
 #include "qom/object.h"
 
-namespace vdev {
+namespace vdev::qom {
 
 const std::vector<ObjectGroup>& AllObjectGroups() {
   static const auto* groups = new std::vector<ObjectGroup>{
@@ -27,4 +27,4 @@ VDEV_REGISTER_TYPE_INFO((qom::TypeInfo{
 // The -chardev group's base is vdev::Chardev (core/backends/chardev.h); the -netdev group's,
 // net::Netdev.
 
-}  // namespace vdev
+}  // namespace vdev::qom

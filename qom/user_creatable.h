@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace vdev {
+namespace vdev::qom {
 
 class UserCreatable {
  public:
@@ -39,6 +39,6 @@ struct ObjectGroup {
 const ObjectGroup& ObjectGroupFor(absl::string_view option);  // CHECKs a known option
 const std::vector<ObjectGroup>& AllObjectGroups();
 
-}  // namespace vdev
+}  // namespace vdev::qom
 
 #endif  // VDEV_QOM_USER_CREATABLE_H_

@@ -56,7 +56,7 @@ bool TakesValue(const std::string& o) {
 std::string Implied(const std::string& option) {
   if (option == "device") return "driver";
   if (option == "machine") return "type";
-  return ObjectGroupFor(option).implied_key;
+  return qom::ObjectGroupFor(option).implied_key;
 }
 
 }  // namespace

@@ -24,11 +24,11 @@
 
 namespace vdev {
 
-class Chardev : public qom::Object, public UserCreatable {
+class Chardev : public qom::Object, public qom::UserCreatable {
  public:
   static constexpr char kTypeName[] = "chardev";
   static constexpr bool kAbstract = true;
-  static constexpr const char* kInterfaces[] = {UserCreatable::kTypeName};
+  static constexpr const char* kInterfaces[] = {qom::UserCreatable::kTypeName};
   using Parent = qom::Object;
   static void ClassInit(qom::ObjectClass& k) {}
 

@@ -19,11 +19,11 @@
 
 namespace vdev {
 
-class RngBackend : public qom::Object, public UserCreatable {
+class RngBackend : public qom::Object, public qom::UserCreatable {
  public:
   static constexpr char kTypeName[] = "rng-backend";
   static constexpr bool kAbstract = true;
-  static constexpr const char* kInterfaces[] = {UserCreatable::kTypeName};
+  static constexpr const char* kInterfaces[] = {qom::UserCreatable::kTypeName};
   using Parent = qom::Object;
   // Fills up to buf.size() bytes; returns how many (0 when the source has nothing right now).
   virtual size_t Fill(absl::Span<uint8_t> buf) = 0;

@@ -34,10 +34,10 @@
 
 namespace vdev {
 
-class IOThread : public qom::Object, public UserCreatable {
+class IOThread : public qom::Object, public qom::UserCreatable {
  public:
   static constexpr char kTypeName[] = "iothread";
-  static constexpr const char* kInterfaces[] = {UserCreatable::kTypeName};
+  static constexpr const char* kInterfaces[] = {qom::UserCreatable::kTypeName};
   using Parent = qom::Object;
   static void ClassInit(qom::ObjectClass& k);
 

@@ -80,7 +80,7 @@ std::string MachineListHelp(qom::TypeRegistry& registry) {
 }
 
 std::string ObjectListHelp(absl::string_view option, qom::TypeRegistry& registry) {
-  const ObjectGroup& g = ObjectGroupFor(option);
+  const qom::ObjectGroup& g = qom::ObjectGroupFor(option);
   std::string out = absl::StrCat("Available ", g.noun, " types:\n");
   int n = 0;
   for (const qom::TypeImpl* t : registry.TypesOf(g.base_type)) {
@@ -103,7 +103,7 @@ absl::StatusOr<std::string> HelpFor(absl::string_view option, absl::string_view 
   if (option == "machine") {
     implied = "type";
   } else if (option != "device") {
-    const ObjectGroup& g = ObjectGroupFor(option);
+    const qom::ObjectGroup& g = qom::ObjectGroupFor(option);
     implied = g.implied_key;
     prefix = g.type_prefix;
   }

@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(absl::string_view optio
     VDEV_ASSIGN_OR_RETURN(auto c, registry.Create("container"));
     return parent.AddChild(std::move(name), std::move(c));
   };
-  for (const ObjectGroup& g : AllObjectGroups()) {
+  for (const qom::ObjectGroup& g : qom::AllObjectGroups()) {
     VDEV_RETURN_IF_ERROR(container(*m->root_, g.container).status());
   }
   VDEV_ASSIGN_OR_RETURN(m->peripheral_, container(*m, "peripheral"));
@@ -416,13 +416,13 @@ absl::StatusOr<DeviceState*> Machine::AddBoardDevice(std::unique_ptr<DeviceState
 
 absl::StatusOr<qom::Object*> Machine::ObjectAdd(absl::string_view option,
                                                 absl::string_view options) {
-  const ObjectGroup& g = ObjectGroupFor(option);
+  const qom::ObjectGroup& g = qom::ObjectGroupFor(option);
   VDEV_ASSIGN_OR_RETURN(QemuOpts opts, QemuOpts::Parse(options, g.implied_key));
   return ObjectAdd(option, std::move(opts));
 }
 
 absl::StatusOr<qom::Object*> Machine::ObjectAdd(absl::string_view option, QemuOpts opts) {
-  const ObjectGroup& g = ObjectGroupFor(option);
+  const qom::ObjectGroup& g = qom::ObjectGroupFor(option);
   if (opts.help()) return absl::InvalidArgumentError("help was requested");
   std::optional<std::string> kind = opts.Take(g.implied_key);
   if (!kind)
@@ -444,10 +444,10 @@ absl::StatusOr<qom::Object*> Machine::ObjectAdd(absl::string_view option, QemuOp
     return absl::AlreadyExistsError(absl::StrCat("Duplicate ID '", *id, "' for ", g.option));
   }
   VDEV_ASSIGN_OR_RETURN(std::unique_ptr<qom::Object> obj, registry().Create(type_name));
-  UserCreatable* uc = qom::DynamicCast<UserCreatable>(obj.get());
+  qom::UserCreatable* uc = qom::DynamicCast<qom::UserCreatable>(obj.get());
   if (uc == nullptr) {
     return absl::InternalError(absl::StrCat("type '", type_name, "' does not implement ",
-                                            UserCreatable::kTypeName, " in C++"));
+                                            qom::UserCreatable::kTypeName, " in C++"));
   }
   VDEV_ASSIGN_OR_RETURN(qom::Object * placed, container->AddChild(*id, std::move(obj)));
   absl::Status s;
@@ -464,7 +464,7 @@ absl::StatusOr<qom::Object*> Machine::ObjectAdd(absl::string_view option, QemuOp
 }
 
 absl::Status Machine::ObjectDel(absl::string_view option, absl::string_view id) {
-  const ObjectGroup& g = ObjectGroupFor(option);
+  const qom::ObjectGroup& g = qom::ObjectGroupFor(option);
   qom::Object* container = root_->FindChild(g.container);
   qom::Object* obj = container->FindChild(id);
   if (obj == nullptr) {
@@ -474,7 +474,7 @@ absl::Status Machine::ObjectDel(absl::string_view option, absl::string_view id) 
     return absl::FailedPreconditionError(
         absl::StrCat(g.option, " '", id, "' is in use by ", obj->IncomingLinkNames().front()));
   }
-  if (auto* uc = qom::DynamicCast<UserCreatable>(obj); uc && !uc->CanBeDeleted()) {
+  if (auto* uc = qom::DynamicCast<qom::UserCreatable>(obj); uc && !uc->CanBeDeleted()) {
     return absl::FailedPreconditionError(
         absl::StrCat(g.option, " '", id, "' cannot be deleted now"));
   }

@@ -4,7 +4,7 @@
 
 #include "core/base/status_macros.h"
 
-namespace vdev {
+namespace vdev::machine {
 
 void PcMachine::ClassInit(MachineClass& k) {
   k.description = "Standard PC (i440FX + PIIX, 1996)";
@@ -36,4 +36,4 @@ absl::Status PcMachine::Init() {
 
 VDEV_REGISTER_TYPE(PcMachine);
 
-}  // namespace vdev
+}  // namespace vdev::machine

@@ -8,7 +8,7 @@
 #include "bus/pci/i440fx.h"
 #include "core/qdev/machine.h"
 
-namespace vdev {
+namespace vdev::machine {
 
 class PcMachine : public Machine {
  public:
@@ -29,6 +29,6 @@ class PcMachine : public Machine {
   pci::I440FXPciHost* host_ = nullptr;
 };
 
-}  // namespace vdev
+}  // namespace vdev::machine
 
 #endif  // VDEV_HW_MACHINE_PC_H_

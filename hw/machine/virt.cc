@@ -4,7 +4,7 @@
 #include "core/base/status_macros.h"
 #include "core/qdev/fdt.h"
 
-namespace vdev {
+namespace vdev::machine {
 namespace {
 
 constexpr uint32_t kGicPhandle = 1;
@@ -106,4 +106,4 @@ absl::StatusOr<std::vector<uint8_t>> VirtMachine::GenerateDtb() {
 
 VDEV_REGISTER_TYPE(VirtMachine);
 
-}  // namespace vdev
+}  // namespace vdev::machine

@@ -14,7 +14,7 @@
 #include "core/qdev/machine.h"
 #include "hw/virtio/virtio_mmio.h"
 
-namespace vdev {
+namespace vdev::machine {
 
 class VirtMachine : public Machine {
  public:
@@ -42,6 +42,6 @@ class VirtMachine : public Machine {
   pci::GpexPciHost* host_ = nullptr;
 };
 
-}  // namespace vdev
+}  // namespace vdev::machine
 
 #endif  // VDEV_HW_MACHINE_VIRT_H_

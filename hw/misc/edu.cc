@@ -5,7 +5,7 @@
 #include "core/base/logging.h"
 #include "core/base/status_macros.h"
 
-namespace vdev {
+namespace vdev::misc {
 
 void EduDevice::ClassInit(pci::PCIDeviceClass& k) {
   k.description = "QEMU's educational PCI device (factorial, interrupts, DMA)";
@@ -179,4 +179,4 @@ void EduDevice::LowerIrqLocked(uint32_t bits) {
 
 VDEV_REGISTER_TYPE(EduDevice);
 
-}  // namespace vdev
+}  // namespace vdev::misc

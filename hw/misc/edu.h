@@ -26,7 +26,7 @@
 #include "bus/pci/pci_device.h"
 #include "core/memory/memory.h"
 
-namespace vdev {
+namespace vdev::misc {
 
 // BAR0 registers.
 enum EduReg : uint32_t {
@@ -85,6 +85,6 @@ class EduDevice : public pci::PCIDevice {
   std::unique_ptr<MemoryRegion> mmio_;  // declared last: leaves the BAR before the state dies
 };
 
-}  // namespace vdev
+}  // namespace vdev::misc
 
 #endif  // VDEV_HW_MISC_EDU_H_

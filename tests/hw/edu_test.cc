@@ -8,7 +8,7 @@
 #include "hw/machine/pc.h"
 #include "tests/testing/pci_guest.h"
 
-namespace vdev {
+namespace vdev::misc {
 namespace {
 
 using testing::PciGuest;
@@ -148,4 +148,4 @@ TEST_F(EduTest, WithMsixInterruptsGoThroughVectorZero) {
 }
 
 }  // namespace
-}  // namespace vdev
+}  // namespace vdev::misc

@@ -142,7 +142,7 @@ class FilterDumpTest : public ::testing::Test {
 TEST_F(FilterDumpTest, TypeIsUserCreatable) {
   auto t = qom::TypeRegistry::Global().Lookup("filter-dump");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_TRUE((*t)->klass().IsA(UserCreatable::kTypeName));
+  EXPECT_TRUE((*t)->klass().IsA(qom::UserCreatable::kTypeName));
 }
 
 TEST_F(FilterDumpTest, FramesBothWaysAppearInOrderWithPcapHeaders) {

@@ -511,7 +511,7 @@ TEST_F(PciBarTest, DmaAimedAtMmioIsRefused) {
   // edu copies from "RAM" at its own BAR (its registers) into its buffer: not RAM, refused.
   const uint64_t bar = f->bars[0].addr;
   guest_->BarWrite(*f, 0, 0x80, bar, 8);
-  guest_->BarWrite(*f, 0, 0x88, EduDevice::kDmaStart, 8);
+  guest_->BarWrite(*f, 0, 0x88, misc::EduDevice::kDmaStart, 8);
   guest_->BarWrite(*f, 0, 0x90, 8, 8);
   guest_->BarWrite(*f, 0, 0x98, 1, 8);
   // The dma_mask (28 bits) clamps the BAR address into RAM range; with the mask widened the BAR
@@ -523,7 +523,7 @@ TEST_F(PciBarTest, DmaAimedAtMmioIsRefused) {
   f = guest_->Find(0x1234, 0x11e8);
   DeviceState* e2 = m_->FindDevice("e2");
   guest_->BarWrite(*f, 0, 0x80, f->bars[0].addr, 8);
-  guest_->BarWrite(*f, 0, 0x88, EduDevice::kDmaStart, 8);
+  guest_->BarWrite(*f, 0, 0x88, misc::EduDevice::kDmaStart, 8);
   guest_->BarWrite(*f, 0, 0x90, 8, 8);
   guest_->BarWrite(*f, 0, 0x98, 1, 8);
   EXPECT_EQ(e2->counters().Value("dma_error"), 1u);
@@ -542,16 +542,16 @@ TEST_F(PciBarTest, DmaOutsideRamOrBufferOrWithoutBusMasterDoesNothing) {
     guest_->BarWrite(*f, 0, 0x90, n, 8);
     guest_->BarWrite(*f, 0, 0x98, cmd, 8);
   };
-  dma(0x7fff800, EduDevice::kDmaStart, 0x1000, 1);     // RAM ends at 128 MiB: crosses the end
-  dma(~uint64_t{0} - 4, EduDevice::kDmaStart, 16, 1);  // wraps
-  dma(0x1000, EduDevice::kDmaStart + 0xff0, 0x20, 1);  // runs off the device buffer
-  dma(0x1000, 0x0, 0x10, 1);                           // not the device buffer at all
-  dma(0x1000, EduDevice::kDmaStart, ~uint64_t{0}, 1);  // huge count
+  dma(0x7fff800, misc::EduDevice::kDmaStart, 0x1000, 1);     // RAM ends at 128 MiB: crosses the end
+  dma(~uint64_t{0} - 4, misc::EduDevice::kDmaStart, 16, 1);  // wraps
+  dma(0x1000, misc::EduDevice::kDmaStart + 0xff0, 0x20, 1);  // runs off the device buffer
+  dma(0x1000, 0x0, 0x10, 1);                                 // not the device buffer at all
+  dma(0x1000, misc::EduDevice::kDmaStart, ~uint64_t{0}, 1);  // huge count
   EXPECT_EQ(e->counters().Value("dma_error"), 2u);
   EXPECT_EQ(e->counters().Value("dma_bad_range"), 3u);
   const uint32_t cmd = guest_->ConfigRead(*f, kCommand, 2);
   guest_->ConfigWrite(*f, kCommand, cmd & ~kCommandMaster, 2);
-  dma(0x1000, EduDevice::kDmaStart, 0x10, 1);
+  dma(0x1000, misc::EduDevice::kDmaStart, 0x10, 1);
   EXPECT_EQ(e->counters().Value("dma_error"), 3u);
   EXPECT_EQ(e->counters().Value("dma_bytes"), 0u);
 }

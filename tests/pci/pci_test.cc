@@ -37,7 +37,7 @@ class PciTest : public ::testing::Test {
     auto m = Machine::Create("pc");
     ASSERT_TRUE(m.ok()) << m.status();
     m_ = std::move(*m);
-    bus_ = &static_cast<PcMachine*>(m_.get())->pci_bus();
+    bus_ = &static_cast<machine::PcMachine*>(m_.get())->pci_bus();
   }
   PCIDevice* Add(absl::string_view opts) {
     auto d = m_->DeviceAdd(absl::StrCat("test-pci-function,", opts));

@@ -46,10 +46,10 @@ class TestBusHost : public SysBusDevice, public HotplugHandler {
   TestBus* bus_;
 };
 
-class TestObject : public qom::Object, public UserCreatable {
+class TestObject : public qom::Object, public qom::UserCreatable {
  public:
   static constexpr char kTypeName[] = "test-object";
-  static constexpr const char* kInterfaces[] = {UserCreatable::kTypeName};
+  static constexpr const char* kInterfaces[] = {qom::UserCreatable::kTypeName};
   using Parent = qom::Object;
   static void ClassInit(qom::ObjectClass& k);
   absl::Status Complete() override;

@@ -71,7 +71,7 @@ TEST(VhostKernelTest, RingAddressesAreTranslatedOnlyWhenAllRamAndAligned) {
 }
 
 TEST(VhostKernelTest, MissingDeviceIsOneLineNamingIt) {
-  auto fd = OpenVhostNet("/nonexistent/vhost-net");
+  auto fd = net::OpenVhostNet("/nonexistent/vhost-net");
   ASSERT_FALSE(fd.ok());
   EXPECT_EQ(fd.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(fd.status().message(),
@@ -83,7 +83,7 @@ TEST(VhostKernelTest, RealDeviceOpensWhereItExists) {
   if (access("/dev/vhost-net", R_OK | W_OK) != 0) {
     GTEST_SKIP() << "/dev/vhost-net does not exist on this machine";
   }
-  EXPECT_TRUE(OpenVhostNet().ok());
+  EXPECT_TRUE(net::OpenVhostNet().ok());
 }
 
 // The ioctls VhostKernelNet makes, recorded by a stand-in for ioctl(2) (the real device runs the

@@ -33,16 +33,17 @@ class VirtioMmioTest : public ::testing::Test {
       auto r = m_->DeviceAdd(d);
       ASSERT_TRUE(r.ok()) << r.status();
     }
-    virt_ = dynamic_cast<VirtMachine*>(m_.get());  // nullptr on other boards
+    virt_ = dynamic_cast<machine::VirtMachine*>(m_.get());  // nullptr on other boards
   }
   VirtioMmioDriver Driver(int i) {
-    return VirtioMmioDriver(m_->memory_space(), m_->guest_memory(),
-                            VirtMachine::kMmioBase + VirtMachine::kMmioStride * i);
+    return VirtioMmioDriver(
+        m_->memory_space(), m_->guest_memory(),
+        machine::VirtMachine::kMmioBase + machine::VirtMachine::kMmioStride * i);
   }
 
   RecordingIrqSink sink_;
   std::unique_ptr<Machine> m_;
-  VirtMachine* virt_ = nullptr;
+  machine::VirtMachine* virt_ = nullptr;
 };
 
 TEST_F(VirtioMmioTest, DevicesTakeTheFirstFreeTransports) {

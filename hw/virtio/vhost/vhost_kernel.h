@@ -4,7 +4,7 @@
 // the spec requires, so the kernel never gets a guest-chosen pointer it could trip on.
 //
 // Example:
-//   VDEV_ASSIGN_OR_RETURN(UniqueFd vhost, OpenVhostNet());   // one clear line when missing
+//   VDEV_ASSIGN_OR_RETURN(UniqueFd vhost, net::OpenVhostNet());   // one clear line when missing
 //   VDEV_ASSIGN_OR_RETURN(std::vector<uint8_t> table, BuildVhostMemory(mem));
 //   ioctl(vhost.get(), VHOST_SET_MEM_TABLE, table.data());
 //   VDEV_ASSIGN_OR_RETURN(vhost_vring_addr a, BuildVringAddr(mem, 0, 256, desc, avail, used));
