@@ -1,6 +1,6 @@
 #include "net/netdev.h"
 
-#include "core/qdev/machine.h"
+#include "core/qdev/realize_context.h"
 
 namespace vdev::net {
 
@@ -21,7 +21,7 @@ bool Netdev::Claim() {
 void Netdev::Release() { claimed_ = false; }
 
 EventLoop& Netdev::loop() {
-  if (loop_ == nullptr) loop_ = iothread_ != nullptr ? &iothread_->loop() : &MainLoopFor(*this);
+  if (loop_ == nullptr) loop_ = iothread_ != nullptr ? &iothread_->loop() : &main_loop();
   return *loop_;
 }
 

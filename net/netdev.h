@@ -17,13 +17,14 @@
 
 #include "core/loop/event_loop.h"
 #include "core/loop/iothread.h"
+#include "core/qdev/realize_context.h"
 #include "net/net.h"
 #include "qom/object.h"
 #include "qom/user_creatable.h"
 
 namespace vdev::net {
 
-class Netdev : public qom::Object, public qom::UserCreatable {
+class Netdev : public qom::Object, public qom::UserCreatable, public ContextUser {
  public:
   static constexpr char kTypeName[] = "netdev";
   static constexpr bool kAbstract = true;
@@ -44,7 +45,8 @@ class Netdev : public qom::Object, public qom::UserCreatable {
   bool claimed() const { return claimed_; }
   bool CanBeDeleted() const override { return !claimed_; }
 
-  // The loop the backend's fds are served on: its iothread, else the machine's main loop.
+  // The loop the backend's fds are served on: its iothread, else the main loop of the machine
+  // that created it (its realize context).
   EventLoop& loop();
 
  protected:

@@ -113,16 +113,6 @@ EventLoop& Machine::main_loop() {
   return main_loop_->loop();
 }
 
-EventLoop& MainLoopFor(qom::Object& obj) {
-  qom::Object* root = obj.Root();
-  if (root != nullptr) {
-    if (Machine* m = qom::DynamicCast<Machine>(root->FindChild("machine")); m != nullptr) {
-      return m->main_loop();
-    }
-  }
-  return ProcessMainLoop();
-}
-
 absl::Status Machine::Init() {
   VDEV_ASSIGN_OR_RETURN(guest_memory_, GuestMemory::Create());
   VDEV_ASSIGN_OR_RETURN(auto bus_obj, registry().Create(SystemBus::kTypeName));
@@ -450,6 +440,10 @@ absl::StatusOr<qom::Object*> Machine::ObjectAdd(absl::string_view option, QemuOp
                                             qom::UserCreatable::kTypeName, " in C++"));
   }
   VDEV_ASSIGN_OR_RETURN(qom::Object * placed, container->AddChild(*id, std::move(obj)));
+  // An object that serves fds gets the machine's loop the way a device does (realize context).
+  if (auto* user = dynamic_cast<ContextUser*>(placed); user != nullptr) {
+    user->set_realize_context(this);
+  }
   absl::Status s;
   for (const auto& [key, value] : opts.entries()) {
     s = placed->SetProperty(key, value);

@@ -177,11 +177,6 @@ class NoneMachine : public Machine {
   static void ClassInit(MachineClass& k);
 };
 
-// The main loop of the machine `obj` is in (see Machine::main_loop); for an object outside any
-// machine, ProcessMainLoop(). For objects that are not devices (a netdev); a device uses
-// DeviceState::main_loop(), which its realize context gives it.
-EventLoop& MainLoopFor(qom::Object& obj);
-
 // A well-formed id: a letter, then letters, digits, '-', '.', '_' (QEMU's id_wellformed).
 bool IsWellFormedId(absl::string_view id);
 

@@ -16,4 +16,8 @@ EventLoop& ProcessMainLoop() {
   return loop->loop();
 }
 
+EventLoop& ContextUser::main_loop() const {
+  return context_ != nullptr ? context_->main_loop() : ProcessMainLoop();
+}
+
 }  // namespace vdev

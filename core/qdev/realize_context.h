@@ -25,6 +25,20 @@ class RealizeContext {
   virtual EventLoop& main_loop() = 0;
 };
 
+// The same for objects that are not devices but serve fds, such as netdevs: the machine that
+// creates one (-netdev, netdev_add) hands it its context before Complete(), as it hands a device
+// its context at realize. An object created outside any machine uses ProcessMainLoop().
+class ContextUser {
+ public:
+  virtual ~ContextUser() = default;
+  void set_realize_context(RealizeContext* context) { context_ = context; }
+  RealizeContext* realize_context() const { return context_; }
+  EventLoop& main_loop() const;
+
+ private:
+  RealizeContext* context_ = nullptr;
+};
+
 // A process-wide loop thread, started on first use: the main loop of devices and objects that are
 // realized outside any machine (unit tests, a VMM's own devices).
 EventLoop& ProcessMainLoop();

@@ -308,6 +308,21 @@ TEST(RealizeContextTest, DevicesGetTheMachinesLoopAndChildrenInheritIt) {
   EXPECT_EQ(&backend->main_loop(), &(*m)->main_loop());
 }
 
+TEST(RealizeContextTest, NetdevsGetTheMachinesLoopFromTheMachineThatCreatesThem) {
+  auto m = Machine::Create("pc");
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto obj = (*m)->ObjectAdd("netdev", "loopback,id=n0");
+  ASSERT_TRUE(obj.ok()) << obj.status();
+  auto* nd = dynamic_cast<ContextUser*>(*obj);
+  ASSERT_NE(nd, nullptr);
+  EXPECT_EQ(nd->realize_context(), m->get());
+  EXPECT_EQ(&nd->main_loop(), &(*m)->main_loop());
+  // Outside a machine: the process loop.
+  auto lone = qom::TypeRegistry::Global().Create("netdev-loopback");
+  ASSERT_TRUE(lone.ok()) << lone.status();
+  EXPECT_EQ(&dynamic_cast<ContextUser*>(lone->get())->main_loop(), &ProcessMainLoop());
+}
+
 TEST(RealizeContextTest, ADeviceOutsideAnyMachineUsesTheProcessLoop) {
   auto obj = qom::TypeRegistry::Global().Create(TestDevice::kTypeName);
   ASSERT_TRUE(obj.ok()) << obj.status();
