@@ -219,10 +219,7 @@ std::string VirtIOPCIProxy::DescribeCapability(uint8_t pos) const {
   static constexpr const char* kNames[] = {"?",   "common config", "notify",
                                            "ISR", "device config", "PCI config access"};
   const uint8_t type = c[VIRTIO_PCI_CAP_CFG_TYPE];
-  auto get32 = [c](int o) {
-    return uint32_t{c[o]} | uint32_t{c[o + 1]} << 8 | uint32_t{c[o + 2]} << 16 |
-           uint32_t{c[o + 3]} << 24;
-  };
+  auto get32 = [c](int o) { return LoadLe32(c + o); };
   if (type == VIRTIO_PCI_CAP_PCI_CFG) return "virtio PCI config access (type 5)";
   return absl::StrFormat("virtio %s (type %u), BAR%u+0x%x, 0x%x bytes",
                          type < 6 ? kNames[type] : "?", type, c[VIRTIO_PCI_CAP_BAR],

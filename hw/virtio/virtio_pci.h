@@ -128,7 +128,9 @@ class VirtIOPCIProxy : public pci::PCIDevice, public VirtioTransport {
   void WriteStatus(bool legacy, uint8_t status);
   void ConfigWritten(uint32_t offset, int size) override;
   void BeforeConfigRead(uint32_t offset, int size) override;
-  // The PCI configuration access capability's window (§4.1.4.9).
+  // The PCI configuration access capability's window (§4.1.4.9): whether a config access touches
+  // its data bytes, and the access through it.
+  bool TouchesPciCfgData(uint32_t offset, int size) const;
   void PciCfgAccess(bool write);
 
   friend class VirtIOPCIProxyClass;

@@ -3,6 +3,7 @@
 #ifndef VDEV_HW_VIRTIO_VIRTIO_PCI_INTERNAL_H_
 #define VDEV_HW_VIRTIO_VIRTIO_PCI_INTERNAL_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "bus/virtio/virtio_regs.h"
@@ -56,6 +57,8 @@ constexpr Field kCommonFields[] = {
     {VIRTIO_PCI_COMMON_Q_USEDHI, 4},
 };
 constexpr uint32_t kCommonSize = 0x38;
+// The data window of the PCI configuration access capability (virtio_pci_cfg_cap.pci_cfg_data).
+constexpr uint32_t kPciCfgData = offsetof(virtio_pci_cfg_cap, pci_cfg_data);
 
 }  // namespace vdev::virtio
 

@@ -68,15 +68,19 @@ absl::Status VirtIOPCIProxy::MapModernInterface(VirtIODevice& vdev) {
     return pos;
   };
   const uint32_t device_len = std::max<uint32_t>(vdev.config_size(), 4);
-  VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, kCommonSize, 16).status());
-  VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1, 16).status());
-  VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceOffset, device_len, 16).status());
+  constexpr uint8_t kCapSize = sizeof(virtio_pci_cap);
+  VDEV_RETURN_IF_ERROR(
+      add_cap(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, kCommonSize, kCapSize).status());
+  VDEV_RETURN_IF_ERROR(add_cap(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1, kCapSize).status());
+  VDEV_RETURN_IF_ERROR(
+      add_cap(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceOffset, device_len, kCapSize).status());
   VDEV_ASSIGN_OR_RETURN(
       uint8_t notify,
       add_cap(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset,
               static_cast<uint32_t>(std::max<size_t>(vdev.num_queues(), 1) * kNotifyMultiplier),
-              20));
-  VDEV_ASSIGN_OR_RETURN(pci_cfg_cap_, add_cap(VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 20));
+              sizeof(virtio_pci_notify_cap)));
+  VDEV_ASSIGN_OR_RETURN(pci_cfg_cap_,
+                        add_cap(VIRTIO_PCI_CAP_PCI_CFG, 0, 0, sizeof(virtio_pci_cfg_cap)));
   absl::MutexLock l(&config_lock());
   StoreLe32(config() + notify + VIRTIO_PCI_NOTIFY_CAP_MULT, kNotifyMultiplier);
   // The pci-cfg window: bar, offset, length and data are the driver's to write.
@@ -84,7 +88,7 @@ absl::Status VirtIOPCIProxy::MapModernInterface(VirtIODevice& vdev) {
   for (uint32_t i = 0; i < 4; ++i) {
     SetConfigWriteMask(pci_cfg_cap_ + VIRTIO_PCI_CAP_OFFSET + i, 0xff);
     SetConfigWriteMask(pci_cfg_cap_ + VIRTIO_PCI_CAP_LENGTH + i, 0xff);
-    SetConfigWriteMask(pci_cfg_cap_ + 16 + i, 0xff);
+    SetConfigWriteMask(pci_cfg_cap_ + kPciCfgData + i, 0xff);
   }
   return absl::OkStatus();
 }
@@ -202,17 +206,16 @@ void VirtIOPCIProxy::CommonWrite(uint64_t off, uint64_t val, unsigned size) {
 
 void VirtIOPCIProxy::ConfigWritten(uint32_t offset, int size) {
   PCIDevice::ConfigWritten(offset, size);
-  if (pci_cfg_cap_ != 0 && offset < pci_cfg_cap_ + 20u &&
-      offset + static_cast<uint32_t>(size) > pci_cfg_cap_ + 16u) {
-    PciCfgAccess(/*write=*/true);
-  }
+  if (TouchesPciCfgData(offset, size)) PciCfgAccess(/*write=*/true);
 }
 
 void VirtIOPCIProxy::BeforeConfigRead(uint32_t offset, int size) {
-  if (pci_cfg_cap_ != 0 && offset < pci_cfg_cap_ + 20u &&
-      offset + static_cast<uint32_t>(size) > pci_cfg_cap_ + 16u) {
-    PciCfgAccess(/*write=*/false);
-  }
+  if (TouchesPciCfgData(offset, size)) PciCfgAccess(/*write=*/false);
+}
+
+bool VirtIOPCIProxy::TouchesPciCfgData(uint32_t offset, int size) const {
+  const uint32_t data = pci_cfg_cap_ + kPciCfgData;
+  return pci_cfg_cap_ != 0 && offset < data + 4 && offset + static_cast<uint32_t>(size) > data;
 }
 
 void VirtIOPCIProxy::PciCfgAccess(bool write) {
@@ -225,7 +228,7 @@ void VirtIOPCIProxy::PciCfgAccess(bool write) {
     auto get32 = [c](int o) { return LoadLe32(c + o); };
     off = get32(VIRTIO_PCI_CAP_OFFSET);
     len = get32(VIRTIO_PCI_CAP_LENGTH);
-    data = get32(16);
+    data = get32(kPciCfgData);
   }
   // The window reaches our modern BAR only, with a width of 1, 2 or 4, aligned, inside the BAR.
   if (bar_nr != kModernBar || disable_modern_ || (len != 1 && len != 2 && len != 4) ||
@@ -262,7 +265,7 @@ void VirtIOPCIProxy::PciCfgAccess(bool write) {
   }
   const uint32_t v = ops.read ? static_cast<uint32_t>(ops.read(o, len)) : 0xffffffffu;
   absl::MutexLock l(&config_lock());
-  StoreLe32(config() + pci_cfg_cap_ + 16, v);
+  StoreLe32(config() + pci_cfg_cap_ + kPciCfgData, v);
 }
 
 }  // namespace vdev::virtio
