@@ -376,7 +376,10 @@ absl::Status VhostUserBackendSession::SetVringFd(VhostUserMessage& msg, const ch
     // Without PROTOCOL_FEATURES a ring starts enabled (vhost-user.rst, "Ring states").
     if (!(features_ >> kVirtioProtocolFeatures & 1)) r.enabled = true;
   }
+  UniqueFd old = std::move(r.*fd);
   r.*fd = no_fd ? UniqueFd() : std::move(msg.fds[0]);
+  if (fd == &BackendRing::call && r.started) device_->CallChanged(i, r.call.get());
+  old.Reset();  // after the device let go of it
   if (fd == &BackendRing::kick) return MaybeStart(i);
   return absl::OkStatus();
 }

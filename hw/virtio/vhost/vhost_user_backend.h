@@ -66,6 +66,9 @@ class VhostUserBackendDevice {
   // Stop serving ring `index`; returns the next available index it would take (for
   // GET_VRING_BASE).
   virtual uint32_t StopRing(uint32_t index) = 0;
+  // A started ring's call eventfd was replaced (SET_VRING_CALL; -1: none). The old one is closed
+  // after this returns.
+  virtual void CallChanged(uint32_t index, int fd) {}
   // A started ring was enabled or disabled (SET_VRING_ENABLE).
   virtual void RingEnabled(uint32_t index, bool enabled) {}
   // The frontend asks for the device to be reset (RESET_DEVICE, RESET_OWNER, SET_STATUS(0)).
