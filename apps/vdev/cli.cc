@@ -1,5 +1,8 @@
 #include "apps/vdev/cli.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <fstream>
 #include <functional>
@@ -40,6 +43,10 @@ constexpr char kUsage[] =
     "  --dump-dtb FILE                 write the machine's device tree (machines that have one)\n"
     "  --version, -h/--help\n"
     "\n"
+    "       vdev serve [options above]\n"
+    "Builds the machine and serves its backends (vhost-user-backend: docs/vhost.md) until SIGINT\n"
+    "or SIGTERM, then tears it down (socket files are removed) and exits 0.\n"
+    "\n"
     "       vdev serve-qemu [options above] -- qemu-system-x86_64 [args with @FD:<device id>@]\n"
     "Serves the named PCI devices to QEMU through x-pci-proxy-dev (docs/serve-qemu.md).\n";
 
@@ -67,6 +74,22 @@ int RunWith(const std::vector<std::string>& args, std::ostream& out, std::ostrea
 }  // namespace
 
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (!args.empty() && args[0] == "serve") {
+    // Blocked before any loop thread exists, so that only sigwait below sees them.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    return RunWith(rest, out, err, [&](Machine& m) {
+      err << "vdev: serving; SIGINT or SIGTERM stops\n";
+      err.flush();
+      int sig = 0;
+      sigwait(&stop, &sig);
+      return 0;  // the machine is torn down on return
+    });
+  }
   if (!args.empty() && args[0] == "serve-qemu") {
     auto sep = std::find(args.begin() + 1, args.end(), std::string("--"));
     if (sep == args.end()) {

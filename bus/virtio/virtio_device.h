@@ -135,6 +135,13 @@ class VirtIODevice : public DeviceState {
   // The final say on the offered features, after the base added its ring features (a device
   // whose data plane is elsewhere removes what that data plane lacks).
   virtual uint64_t FilterFeatures(uint64_t offered) const { return offered; }
+  // Features whose work belongs to whoever owns the device's control plane (virtio-net: the
+  // control queue and what rides on it). A transport whose frontend keeps the control plane to
+  // itself (vhost-user-backend) leaves these out of the features it negotiates with the device.
+ public:
+  virtual uint64_t ControlPlaneFeatures() const { return 0; }
+
+ protected:
   // Whether the accepted features are consistent (dependencies between bits). Empty = fine;
   // otherwise the reason FEATURES_OK is refused.
   virtual std::string CheckFeatures(uint64_t features) const { return ""; }

@@ -178,7 +178,7 @@ void VhostUserBackend::Readable() {
 }
 
 void VhostUserBackend::Disconnect(const absl::Status& why) {
-  if (why.code() != absl::StatusCode::kUnavailable) {
+  if (why.code() != absl::StatusCode::kUnavailable && why.code() != absl::StatusCode::kCancelled) {
     VDEV_LOG(kWarning, "%s: frontend dropped: %s", DisplayName(), std::string(why.message()));
   }
   kick_watches_.clear();
@@ -200,7 +200,8 @@ void VhostUserBackend::Disconnect(const absl::Status& why) {
 void VhostUserBackend::KickArrived(uint16_t index) {
   // Without the STATUS feature the first kick says the frontend has set up every ring.
   if (!device_running_) StartDevice();
-  if (VirtIODevice* d = vdev()) d->Kick(index);
+  VirtIODevice* d = vdev();
+  if (d != nullptr && device_running_) d->Kick(index);
 }
 
 // ---- the device, driven by the session ----
@@ -213,6 +214,8 @@ uint64_t VhostUserBackend::DeviceFeatures() const {
 absl::Status VhostUserBackend::SetFeatures(uint64_t features) {
   VirtIODevice* d = vdev();
   if (d == nullptr) return absl::FailedPreconditionError("no virtio device on the bus");
+  // The frontend keeps the control plane (QEMU passes GUEST_ANNOUNCE on, for one).
+  features &= ~d->ControlPlaneFeatures();
   // Again with the same features while the device runs (QEMU repeats them): nothing to do.
   if (device_running_ && d->guest_features() == features) return absl::OkStatus();
   // The driver's negotiation, as a guest does it through the common configuration.

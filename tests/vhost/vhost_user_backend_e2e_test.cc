@@ -5,6 +5,8 @@
 // are taken off them by the backend's VirtIONet, reflected by its netdev and put into the
 // frontend's receive ring by the same VirtIONet: a round trip through real sockets, memfds and
 // eventfds, with no byte passing through the frontend's own data path.
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -180,6 +182,36 @@ TEST_F(VhostUserBackendE2eTest, AFrontendThatGoesAwayLeavesTheBackendReadyForThe
   ASSERT_EQ(got.size(), 20u);
   EXPECT_EQ(got[19].data, Frame(64, 69));
   EXPECT_EQ(backend_->connections(), 2u);
+}
+
+// The real binary: `vdev serve` with the backend, our frontend here; SIGTERM ends it cleanly and
+// its socket file goes with it.
+TEST_F(VhostUserBackendE2eTest, VdevServeServesUntilSigtermAndRemovesItsSocket) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string chardev = "socket,id=c1,server=on,path=" + sock_;
+    execl(VDEV_BINARY, VDEV_BINARY, "serve", "-machine", "none", "-chardev", chardev.c_str(),
+          "-netdev", "loopback,id=l0", "-device", "vhost-user-backend,id=vu0,chardev=c1", "-device",
+          "virtio-net-device,bus=vu0.0,netdev=l0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!std::filesystem::exists(sock_) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(std::filesystem::exists(sock_));
+  BuildFrontend();
+  ASSERT_TRUE(drv_->Init(kFeatures));
+  drv_->FillRx(0, 64);
+  auto got = RoundTrip(100, 0, 200);
+  ASSERT_EQ(got.size(), 100u);
+  EXPECT_EQ(got[99].data, Frame(200, 99));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_FALSE(std::filesystem::exists(sock_));
 }
 
 TEST_F(VhostUserBackendE2eTest, OptionErrors) {

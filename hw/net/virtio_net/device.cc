@@ -258,6 +258,8 @@ uint64_t VirtIONet::DropOrphans(uint64_t f) {
   return f;
 }
 
+uint64_t VirtIONet::ControlPlaneFeatures() const { return kNeedCtrlVq | Bit(VIRTIO_NET_F_CTRL_VQ); }
+
 std::string VirtIONet::CheckFeatures(uint64_t f) const {
   struct Dep {
     unsigned bit;

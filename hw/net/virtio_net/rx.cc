@@ -252,13 +252,14 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
   }
   // The frame is in hand: a batch of one, copied in with a header of the guest's layout (the
   // backend's when it carries one, else blank).
-  const uint64_t total = guest_hdr_len_ + (size - h);
+  const size_t guest_hdr = guest_hdr_len_;  // the lambda runs under mu_, held here
+  const uint64_t total = guest_hdr + (size - h);
   auto copy = [&](const net::NetClientState::BufferSet* sets, int, ssize_t* lens) {
     const absl::Span<const iovec> dst(sets[0].iov, static_cast<size_t>(sets[0].n));
     virtio_net_hdr_mrg_rxbuf hdr{};
-    if (h != 0) net::IovToBuf(iov, n, 0, &hdr, std::min<size_t>(h, guest_hdr_len_));
+    if (h != 0) net::IovToBuf(iov, n, 0, &hdr, std::min<size_t>(h, guest_hdr));
     hdr.num_buffers = 0;
-    size_t off = CopyToSegments(dst, 0, &hdr, guest_hdr_len_);
+    size_t off = CopyToSegments(dst, 0, &hdr, guest_hdr);
     size_t skip = h;  // the backend's header bytes, which may span iovecs
     for (int i = 0; i < n; ++i) {
       const size_t s = std::min(skip, iov[i].iov_len);

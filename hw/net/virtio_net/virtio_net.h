@@ -81,6 +81,12 @@ class VirtIONet : public VirtIODevice {
   void Unrealize() override;
   uint64_t DeviceFeatures() const override;
   uint64_t FilterFeatures(uint64_t offered) const override;
+
+ public:
+  // The control queue and everything that needs it (a vhost-user frontend keeps them).
+  uint64_t ControlPlaneFeatures() const override;
+
+ protected:
   // Removes offered features whose prerequisites are not offered.
   static uint64_t DropOrphans(uint64_t features);
   std::string CheckFeatures(uint64_t features) const override;
