@@ -184,6 +184,26 @@ bool VirtIODevice::ActivateQueues() {
   return true;
 }
 
+bool VirtIODevice::StartQueue(uint16_t index, const std::function<bool(VirtQueue&)>& configure) {
+  absl::MutexLock l(&mu_);
+  if (!running() || index >= queues_.size() || queues_[index]->active()) return false;
+  VirtQueue& q = *queues_[index];
+  q.Reset();
+  if (!configure(q)) {
+    q.Reset();
+    q.Freeze();
+    return false;
+  }
+  q.Freeze();
+  const GuestMemory* mem = DmaMemory();
+  if (mem == nullptr || !q.Activate(mem, guest_features_ >> VIRTIO_RING_F_EVENT_IDX & 1,
+                                    guest_features_ >> VIRTIO_RING_F_INDIRECT_DESC & 1)) {
+    MarkNeedsReset(mem == nullptr ? "no guest memory" : q.broken_reason());
+    return false;
+  }
+  return true;
+}
+
 void VirtIODevice::SetStatus(uint8_t s) {
   absl::MutexLock l(&mu_);
   if (s == 0) {

@@ -100,6 +100,12 @@ class VirtIODevice : public DeviceState {
   // Runs `fn` on queue `index` under the device's lock (so a configuration write cannot race
   // with DRIVER_OK freezing the queue). False when there is no such queue or `fn` returns false.
   bool WithQueue(uint16_t index, const std::function<bool(VirtQueue&)>& fn);
+  // For transports whose queues start one by one (a vhost-user frontend sets its rings up
+  // separately, and may set one up after the device started): queue `index` of a running device
+  // is reset, configured by `configure` (size, addresses, enable), frozen and activated. False
+  // when the device is not running, the queue does not exist or is active, or `configure` fails;
+  // a ring that cannot be activated sets DEVICE_NEEDS_RESET.
+  bool StartQueue(uint16_t index, const std::function<bool(VirtQueue&)>& configure);
   // The driver notified queue `index`. Out-of-range queues, a device not running, and a broken
   // device are ignored and counted.
   void Kick(uint16_t index);

@@ -243,8 +243,24 @@ absl::Status VhostUserBackend::StartRing(uint32_t index, const vhost::BackendRin
         absl::StrFormat("ring %u: the device has %u queues", index, d ? d->num_queues() : 0));
   }
   if (device_running_) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("ring %u set up after the device started", index));
+    // A ring set up after the device started (a frontend that kicked early, or a queue pair
+    // enabled later) starts on its own.
+    mem_.store(&mem, std::memory_order_release);
+    const bool ok = d->StartQueue(static_cast<uint16_t>(index), [&](VirtQueue& vq) {
+      return ring.num <= 0xffff && vq.SetSize(static_cast<uint16_t>(ring.num)) &&
+             vq.SetAddresses(ring.desc, ring.avail, ring.used) && vq.SetEnabled(true);
+    });
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("ring %u cannot start on the running device", index));
+    }
+    d->WithQueue(static_cast<uint16_t>(index), [&](VirtQueue& vq) {
+      vq.SetRingPositions(static_cast<uint16_t>(ring.base), vq.ReadUsedIdx());
+      return true;
+    });
+    absl::MutexLock l(&call_mu_);
+    if (index < call_fds_.size()) call_fds_[index] = ring.call.valid() ? ring.call.get() : -1;
+    return absl::OkStatus();
   }
   if ((d->status() & kNegotiated) != kNegotiated) {
     return absl::FailedPreconditionError(absl::StrFormat("ring %u before SET_FEATURES", index));

@@ -56,23 +56,34 @@ std::string SkipReason() {
   return "";
 }
 
-// The guest's /init: load virtio from the kernel's modules, configure eth0, ping, fetch, print.
-constexpr char kInit[] = R"INIT(#!/bin/busybox sh
+// The guest's /init: load virtio from the kernel's modules, run `body`, power off.
+std::string Init(const std::string& modules, const std::string& body) {
+  return absl::StrCat(R"(#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci )",
+                      modules, R"(; do
   [ -f /mod/$m.ko ] && insmod /mod/$m.ko
 done
-ip link set eth0 up
+)",
+                      body, "echo GUEST-DONE\npoweroff -f\n");
+}
+
+// eth0 up, ping the host side, fetch the file and print its checksum.
+constexpr char kNetBody[] = R"INIT(ip link set eth0 up
 ip addr add 10.0.0.2/24 dev eth0
 if ping -c 1 -W 5 10.0.0.1 >/dev/null; then echo GUEST-PING-OK; fi
 if timeout 60 wget -q -O /blob http://10.0.0.1:8000/blob.bin; then
   echo "GUEST-SUM $(sha256sum /blob)"
 fi
-echo GUEST-DONE
-poweroff -f
+)INIT";
+
+// Which hardware RNG the kernel uses, and 1 KiB read from it.
+constexpr char kRngBody[] =
+    R"INIT(echo "GUEST-RNG-CURRENT $(cat /sys/class/misc/hw_random/rng_current)"
+echo "GUEST-RNG-BYTES $(timeout 30 dd if=/dev/hwrng bs=256 count=4 2>/dev/null | wc -c)"
 )INIT";
 
 class LinuxGuestTest : public ::testing::Test {
@@ -86,7 +97,6 @@ class LinuxGuestTest : public ::testing::Test {
     sock_ = dir_ + "/vu.sock";
     Shell("rm -rf " + dir_);
     ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0);
-    BuildInitrd();
     Shell("ip netns del " + ns_);
     ASSERT_EQ(Shell("ip netns add " + ns_), 0);
     made_ns_ = true;
@@ -127,7 +137,9 @@ class LinuxGuestTest : public ::testing::Test {
     if (!dir_.empty()) Shell("rm -rf " + dir_);
   }
   std::string Ns(const std::string& cmd) { return absl::StrCat("ip netns exec ", ns_, " ", cmd); }
-  static pid_t Spawn(const std::vector<std::string>& argv, const std::string& err_file = "") {
+  static pid_t Spawn(std::vector<std::string> argv, const std::string& err_file = "",
+                     const std::vector<std::string>& more = {}) {
+    argv.insert(argv.end(), more.begin(), more.end());
     const pid_t pid = fork();
     if (pid == 0) {
       setsid();
@@ -141,46 +153,63 @@ class LinuxGuestTest : public ::testing::Test {
     }
     return pid;
   }
-  void BuildInitrd() {
+  void BuildInitrd(const std::string& init) {
     const std::string root = dir_ + "/root";
     ASSERT_EQ(Shell(absl::StrCat("mkdir -p ", root, "/bin ", root, "/mod ", root, "/proc ", root,
                                  "/sys ", root, "/dev")),
               0);
     ASSERT_EQ(Shell(absl::StrCat("cp /bin/busybox ", root, "/bin/busybox")), 0);
     ASSERT_EQ(Shell(absl::StrCat("cp ", GuestDir(), "/modules/*.ko ", root, "/mod/")), 0);
-    std::ofstream(root + "/init") << kInit;
+    std::ofstream(root + "/init") << init;
     ASSERT_EQ(chmod((root + "/init").c_str(), 0755), 0);
     ASSERT_EQ(
         Shell(absl::StrCat("cd ", root, " && find . | /bin/busybox cpio -o -H newc | gzip -1 > ",
                            dir_, "/initrd.gz")),
         0);
   }
-  // `vdev serve` in the namespace (it opens the TAP there), listening on the socket.
-  void StartBackend() {
-    vdev_pid_ =
-        Spawn({"ip", "netns", "exec", ns_, VDEV_BINARY, "serve", "-machine", "none", "-chardev",
-               "socket,id=c1,server=on,path=" + sock_, "-netdev", "tap,id=n0,ifname=" + tap_,
-               "-device", "vhost-user-backend,id=vu0,chardev=c1", "-device",
-               "virtio-net-device,bus=vu0.0,netdev=n0"},
-              dir_ + "/vdev.log");
+  // `vdev serve` in the namespace (it opens the TAP there), listening on the socket, with
+  // `extra` options (the netdev and the device on the backend's bus).
+  void StartBackend(const std::vector<std::string>& extra) {
+    vdev_pid_ = Spawn(
+        {"ip", "netns", "exec", ns_, VDEV_BINARY, "serve", "-machine", "none", "-chardev",
+         "socket,id=c1,server=on,path=" + sock_, "-device", "vhost-user-backend,id=vu0,chardev=c1"},
+        dir_ + "/vdev.log", extra);
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (!std::filesystem::exists(sock_) && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(10));
     }
     ASSERT_TRUE(std::filesystem::exists(sock_)) << Slurp(dir_ + "/vdev.log");
   }
-  // Boots the guest and waits for it to power off; returns its console.
-  std::string RunGuest() {
-    qemu_pid_ = Spawn(
-        {"qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-         "-accel", "tcg", "-M", "pc,memory-backend=mem0", "-smp", "1", "-m", "256M", "-object",
-         "memory-backend-memfd,id=mem0,size=256M,share=on", "-kernel", GuestDir() + "/vmlinuz",
-         "-initrd", dir_ + "/initrd.gz", "-append", "console=ttyS0 panic=-1 quiet", "-serial",
-         "file:" + dir_ + "/console.log", "-chardev", "socket,id=vhu0,path=" + sock_, "-netdev",
-         "vhost-user,id=net0,chardev=vhu0", "-device",
-         // vectors=0: with MSI-X, QEMU 7.2 under TCG crashes on a vhost-user NIC.
-         "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,vectors=0,romfile="},
-        dir_ + "/qemu.log");
+  // Boots the guest with `device` on the vhost-user chardev and waits for it to power off;
+  // returns its console.
+  std::string RunGuest(const std::vector<std::string>& device) {
+    qemu_pid_ = Spawn({"qemu-system-x86_64",
+                       "-nodefaults",
+                       "-no-user-config",
+                       "-display",
+                       "none",
+                       "-no-reboot",
+                       "-accel",
+                       "tcg",
+                       "-M",
+                       "pc,memory-backend=mem0",
+                       "-smp",
+                       "1",
+                       "-m",
+                       "256M",
+                       "-object",
+                       "memory-backend-memfd,id=mem0,size=256M,share=on",
+                       "-kernel",
+                       GuestDir() + "/vmlinuz",
+                       "-initrd",
+                       dir_ + "/initrd.gz",
+                       "-append",
+                       "console=ttyS0 panic=-1 quiet",
+                       "-serial",
+                       "file:" + dir_ + "/console.log",
+                       "-chardev",
+                       "socket,id=vhu0,path=" + sock_},
+                      dir_ + "/qemu.log", device);
     const absl::Time deadline = absl::Now() + absl::Seconds(150);
     int status = 0;
     while (absl::Now() < deadline) {
@@ -200,8 +229,13 @@ class LinuxGuestTest : public ::testing::Test {
 };
 
 TEST_F(LinuxGuestTest, LinuxVirtioNetThroughOurVhostUserBackendFetchesAFileIntact) {
-  StartBackend();
-  const std::string console = RunGuest();
+  BuildInitrd(Init("failover net_failover virtio_net", kNetBody));
+  StartBackend(
+      {"-netdev", "tap,id=n0,ifname=" + tap_, "-device", "virtio-net-device,bus=vu0.0,netdev=n0"});
+  // vectors=0: with MSI-X, QEMU 7.2 under TCG crashes on a vhost-user NIC.
+  const std::string console =
+      RunGuest({"-netdev", "vhost-user,id=net0,chardev=vhu0", "-device",
+                "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,vectors=0,romfile="});
   const std::string logs =
       absl::StrCat("console:\n", console, "\nvdev:\n", Slurp(dir_ + "/vdev.log"), "\nqemu:\n",
                    Slurp(dir_ + "/qemu.log"));
@@ -215,6 +249,20 @@ TEST_F(LinuxGuestTest, LinuxVirtioNetThroughOurVhostUserBackendFetchesAFileIntac
   vdev_pid_ = 0;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << logs;
   EXPECT_FALSE(std::filesystem::exists(sock_));
+}
+
+// The transport is generic: QEMU's vhost-user-rng-pci on a virtio-rng-device of ours, the guest
+// reading /dev/hwrng.
+TEST_F(LinuxGuestTest, LinuxVirtioRngThroughOurVhostUserBackend) {
+  BuildInitrd(Init("virtio-rng", kRngBody));
+  StartBackend({"-device", "virtio-rng-device,bus=vu0.0"});
+  const std::string console = RunGuest({"-device", "vhost-user-rng-pci,chardev=vhu0"});
+  const std::string logs =
+      absl::StrCat("console:\n", console, "\nvdev:\n", Slurp(dir_ + "/vdev.log"), "\nqemu:\n",
+                   Slurp(dir_ + "/qemu.log"));
+  EXPECT_THAT(console, HasSubstr("GUEST-RNG-CURRENT virtio_rng.0")) << logs;
+  EXPECT_THAT(console, HasSubstr("GUEST-RNG-BYTES 1024")) << logs;
+  EXPECT_THAT(console, HasSubstr("GUEST-DONE")) << logs;
 }
 
 }  // namespace

@@ -390,10 +390,9 @@ absl::Status VhostUserBackendSession::MaybeStart(uint32_t index) {
       mem_->regions().empty()) {
     return absl::OkStatus();
   }
-  // With the STATUS protocol feature the frontend says when the device runs.
-  if ((protocol_features_ >> kProtocolStatus & 1) && !(status_ & kStatusDriverOk)) {
-    return absl::OkStatus();
-  }
+  // Not waiting for SET_STATUS(DRIVER_OK) even with the STATUS feature: QEMU 7.2 sends it for
+  // vhost-user-net but not for vhost-user-rng (measured), so a ring runs once it is complete; the
+  // device side decides when the device as a whole starts.
   VDEV_RETURN_IF_ERROR(device_->StartRing(index, r, *mem_));
   r.started = true;
   return absl::OkStatus();

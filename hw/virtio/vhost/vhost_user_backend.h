@@ -15,9 +15,10 @@
 // The session keeps what the frontend set: features, protocol features, the memory table (guest
 // RAM mapped from the frontend's fds, and the frontend's virtual addresses of it, which ring
 // addresses are given in), and per ring its size, base, addresses (translated to guest-physical),
-// kick/call/err eventfds and enable bit. When a ring is complete (size, addresses, kick) and the
-// device side should serve it, the session tells the device side (`StartRing`); GET_VRING_BASE
-// stops it (`StopRing`) and returns where it got to.
+// kick/call/err eventfds and enable bit. When a ring is complete (features, memory, size,
+// addresses, kick, enabled) the session hands it to the device side (`StartRing`), whether or not
+// a STATUS frontend has said DRIVER_OK (QEMU 7.2 does for net, not for rng); GET_VRING_BASE stops
+// it (`StopRing`) and returns where it got to; SET_STATUS(0) stops them all.
 //
 // Thread-safety: one thread at a time (the connection's loop).
 #ifndef VDEV_HW_VIRTIO_VHOST_VHOST_USER_BACKEND_H_
