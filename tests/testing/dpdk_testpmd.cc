@@ -112,13 +112,15 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::s
 absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVirtioUser(const std::string& socket,
                                                                   const std::string& mode,
                                                                   int txpkts,
-                                                                  const std::string& lcores) {
+                                                                  const std::string& lcores,
+                                                                  bool tx_first) {
   const std::string prefix = absl::StrCat("vdevvu", getpid(), "_", next_id++);
   std::vector<std::string> args = Common(prefix, lcores);
   args.push_back("--vdev");
   args.push_back(absl::StrCat("net_virtio_user0,path=", socket, ",queues=1"));
   for (std::string& a : PmdArgs(mode)) args.push_back(std::move(a));
   args.push_back(absl::StrCat("--txpkts=", txpkts));
+  if (tx_first) args.push_back("--tx-first");
   return Spawn(std::move(args));
 }
 

@@ -40,10 +40,11 @@ class TestPmd {
       const std::string& socket, const std::string& mode, bool client = false,
       const std::string& lcores = "0@1,1@0", int queues = 1);
   // DPDK's virtio-user driver on `socket` (a backend listens there), transmitting `txpkts`-byte
-  // frames as fast as it can.
+  // frames as fast as it can (txonly), or forwarding what it receives (io, macswap), after a first
+  // burst of its own with `tx_first`.
   static absl::StatusOr<std::unique_ptr<TestPmd>> StartVirtioUser(
       const std::string& socket, const std::string& mode, int txpkts,
-      const std::string& lcores = "0@0,1@1");
+      const std::string& lcores = "0@0,1@1", bool tx_first = false);
   ~TestPmd();
 
   pid_t pid() const { return pid_; }
