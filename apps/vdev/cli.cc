@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "apps/vdev/report.h"
 #include "apps/vdev/serve_qemu.h"
 #include "bus/pci/pci_bus.h"
 #include "bus/pci/pci_info.h"
@@ -87,7 +88,8 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       err.flush();
       int sig = 0;
       sigwait(&stop, &sig);
-      return 0;  // the machine is torn down on return
+      PrintCounters(m, out);  // what went through, then the machine is torn down on return
+      return 0;
     });
   }
   if (!args.empty() && args[0] == "serve-qemu") {

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "apps/vdev/report.h"
 #include "bus/pci/pci_device.h"
 #include "hw/remote/pci_proxy_server.h"
 #include "hw/virtio/virtio_pci.h"
@@ -38,15 +39,6 @@ struct Served {
 };
 
 }  // namespace
-
-// "name=value" for the non-zero counters.
-std::string Summary(const Counters& c) {
-  std::string out;
-  for (const auto& [name, value] : c.Snapshot()) {
-    if (value != 0) absl::StrAppend(&out, out.empty() ? "" : " ", name, "=", value);
-  }
-  return out.empty() ? "(none)" : out;
-}
 
 int ServeQemu(Machine& m, const std::vector<std::string>& qemu_argv, std::ostream& out,
               std::ostream& err) {

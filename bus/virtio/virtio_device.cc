@@ -296,6 +296,14 @@ void VirtIODevice::WriteConfig(uint32_t offset, uint32_t value, int size) {
                        size);
 }
 
+void VirtIODevice::SetFrontendQueues(const std::vector<bool>& enabled) {
+  absl::MutexLock l(&mu_);
+  if (!running() || !started_) return;
+  std::vector<bool> e = enabled;
+  e.resize(queues_.size(), false);
+  FrontendQueuesChanged(e);
+}
+
 void VirtIODevice::Kick(uint16_t index) {
   absl::MutexLock l(&mu_);
   if (index >= queues_.size()) {

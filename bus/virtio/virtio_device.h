@@ -109,6 +109,12 @@ class VirtIODevice : public DeviceState {
   // The driver notified queue `index`. Out-of-range queues, a device not running, and a broken
   // device are ignored and counted.
   void Kick(uint16_t index);
+  // For transports whose frontend keeps the control plane (vhost-user-backend): `enabled` holds,
+  // per queue, whether the frontend runs it (SET_VRING_ENABLE on a ring it set up). A device
+  // whose queues are grouped through that control plane follows it (virtio-net serves the
+  // leading queue pairs whose both queues are enabled: the frontend chose them through the
+  // control queue it keeps). Ignored while the device is not running.
+  void SetFrontendQueues(const std::vector<bool>& enabled);
 
   // ---- for device implementations ----
   // Tells the driver that queue `index` has used buffers, if it wants to know.
@@ -163,6 +169,9 @@ class VirtIODevice : public DeviceState {
   virtual void Stop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
   // Device state back to power-on (queues and status are handled by the base).
   virtual void ResetState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // SetFrontendQueues on a running device (`enabled` has one entry per queue).
+  virtual void FrontendQueuesChanged(const std::vector<bool>& enabled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
 
   // For device code holding mu_.
   uint64_t negotiated() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return guest_features_; }

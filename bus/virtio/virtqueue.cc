@@ -47,6 +47,15 @@ void VirtQueue::Reset() {
   broken_reason_.clear();
 }
 
+bool VirtQueue::SetMaxSize(uint16_t max_size) {
+  if (frozen_ || max_size == 0 || max_size > kMaxQueueSize || !IsPowerOfTwo(max_size)) {
+    return false;
+  }
+  max_size_ = max_size;
+  Reset();
+  return true;
+}
+
 bool VirtQueue::SetSize(uint16_t size) {
   if (frozen_ || size == 0 || size > max_size_ || !IsPowerOfTwo(size)) return false;
   size_ = size;

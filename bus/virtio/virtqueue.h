@@ -65,6 +65,10 @@ class VirtQueue {
 
   uint16_t index() const { return index_; }
   uint16_t max_size() const { return max_size_; }
+  // A transport whose frontend owns the ring sizes (vhost-user-backend: the frontend's device
+  // model chose them) raises the limit. A power of two up to kMaxQueueSize, on a queue that is
+  // not frozen; the queue is reset. False otherwise.
+  bool SetMaxSize(uint16_t max_size);
 
   // ---- driver-visible configuration (transport registers) ----
   // Queue size: a power of two in 1..max_size. False (and unchanged) otherwise, or when frozen.
@@ -139,7 +143,7 @@ class VirtQueue {
   void WriteUsedIdx(uint16_t v);
 
   const uint16_t index_;
-  const uint16_t max_size_;
+  uint16_t max_size_;
   uint16_t size_;
   GuestAddr desc_, avail_, used_;
   bool enabled_ = false;

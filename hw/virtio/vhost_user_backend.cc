@@ -121,9 +121,11 @@ void VhostUserBackend::Connected(UniqueFd sock) {
   if (d == nullptr || !d->realized()) return;  // closed: the frontend tries again
   vhost::BackendLimits limits;
   limits.num_rings = static_cast<uint32_t>(d->num_queues());
-  limits.max_ring_size = 0;
+  // The frontend's device model chose the ring sizes (QEMU's virtio-mmio offers 1024, its
+  // rx_queue_size up to 1024, DPDK's virtio-user up to 32768): serve any the ring format allows.
+  limits.max_ring_size = kMaxQueueSize;
   for (uint16_t i = 0; i < d->num_queues(); ++i) {
-    limits.max_ring_size = std::max<uint32_t>(limits.max_ring_size, d->queue(i)->max_size());
+    d->WithQueue(i, [](VirtQueue& q) { return q.SetMaxSize(kMaxQueueSize); });
   }
   regs_.Configure(d->num_queues(), 0);
   session_ = std::make_unique<vhost::VhostUserBackendSession>(this, limits);
@@ -175,6 +177,19 @@ void VhostUserBackend::Readable() {
   }
   // The STATUS protocol feature says when the device runs.
   if (!device_running_ && (session_->status() & VirtIODevice::kDriverOk)) StartDevice();
+  SyncFrontendQueues(false);
+}
+
+void VhostUserBackend::SyncFrontendQueues(bool force) {
+  VirtIODevice* d = vdev();
+  if (d == nullptr || session_ == nullptr || !device_running_) return;
+  std::vector<bool> now(d->num_queues(), false);
+  for (uint32_t i = 0; i < session_->num_rings() && i < now.size(); ++i) {
+    now[i] = session_->ring(i).started && session_->ring(i).enabled;
+  }
+  if (!force && now == frontend_queues_) return;
+  frontend_queues_ = now;
+  d->SetFrontendQueues(now);
 }
 
 void VhostUserBackend::Disconnect(const absl::Status& why) {
@@ -216,8 +231,11 @@ absl::Status VhostUserBackend::SetFeatures(uint64_t features) {
   if (d == nullptr) return absl::FailedPreconditionError("no virtio device on the bus");
   // The frontend keeps the control plane (QEMU passes GUEST_ANNOUNCE on, for one).
   features &= ~d->ControlPlaneFeatures();
-  // Again with the same features while the device runs (QEMU repeats them): nothing to do.
-  if (device_running_ && d->guest_features() == features) return absl::OkStatus();
+  // Again with the same features (QEMU repeats them for each queue pair, after the rings of the
+  // pairs before were set up): nothing to do.
+  if ((d->status() & VirtIODevice::kFeaturesOk) && d->guest_features() == features) {
+    return absl::OkStatus();
+  }
   // The driver's negotiation, as a guest does it through the common configuration.
   d->VirtioReset();
   d->SetStatus(VirtIODevice::kAcknowledge);
@@ -300,6 +318,8 @@ void VhostUserBackend::StartDevice() {
     });
   }
   counters().Increment("device_starts");
+  // The device starts with one queue pair; the frontend may run more.
+  SyncFrontendQueues(true);
 }
 
 void VhostUserBackend::CallChanged(uint32_t index, int fd) {
@@ -331,6 +351,7 @@ uint32_t VhostUserBackend::StopRing(uint32_t index) {
 void VhostUserBackend::StopDevice() {
   if (!device_running_) return;
   device_running_ = false;
+  frontend_queues_.clear();
   if (VirtIODevice* d = vdev()) d->VirtioReset();
 }
 

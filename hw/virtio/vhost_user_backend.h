@@ -88,6 +88,9 @@ class VhostUserBackend : public SysBusDevice,
   // DRIVER_OK with the rings configured so far.
   void StartDevice();
   void StopDevice();
+  // Tells the device which rings the frontend runs (started and enabled), when that changed or
+  // `force`.
+  void SyncFrontendQueues(bool force);
 
   ChardevSocket* chardev_ = nullptr;  // property
   VirtioBus* bus_ = nullptr;
@@ -100,7 +103,8 @@ class VhostUserBackend : public SysBusDevice,
   std::unique_ptr<vhost::VhostUserBackendSession> session_;
   std::vector<FdWatch> kick_watches_;
   bool device_running_ = false;
-  std::vector<uint16_t> stopped_at_;  // last_avail of each queue when the device stopped
+  std::vector<uint16_t> stopped_at_;   // last_avail of each queue when the device stopped
+  std::vector<bool> frontend_queues_;  // as last told to the device
   uint64_t connections_ = 0;
 
   // The frontend's memory as the session maps it (read by the device on any thread).

@@ -20,27 +20,20 @@
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/netns.h"
 
 namespace vdev {
 namespace {
 
 using ::testing::HasSubstr;
 
-int Shell(const std::string& cmd) { return system((cmd + " >/dev/null 2>&1").c_str()); }
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return absl::StrReplaceAll(s.str(), {{"\r", ""}});
-}
+using testing::Shell;
+using testing::Slurp;
 
 std::string SkipReason(bool dhcp) {
-  if (geteuid() != 0) return "needs root for a TAP and a network namespace";
+  if (std::string why = testing::NetnsSkipReason(); !why.empty()) return why;
   if (Shell("command -v qemu-system-x86_64") != 0) return "qemu-system-x86 is not installed";
   if (access("/boot/ipxe.lkrn", R_OK) != 0) return "ipxe is not installed (/boot/ipxe.lkrn)";
-  if (Shell("command -v python3") != 0) return "python3 is not installed";
-  if (Shell("ip -V") != 0) return "iproute2 is not installed";
   if (dhcp && Shell("command -v dnsmasq") != 0) return "dnsmasq-base is not installed";
   return "";
 }
@@ -49,43 +42,19 @@ class IpxeTest : public ::testing::Test {
  protected:
   void Setup(bool dhcp = false) {
     if (std::string why = SkipReason(dhcp); !why.empty()) GTEST_SKIP() << why;
-    const int id = getpid() % 100000;
-    ns_ = absl::StrCat("vdevipxe", id);
-    tap_ = absl::StrCat("vdi", id);
-    dir_ = absl::StrCat(::testing::TempDir(), "/vdev_ipxe_", id);
+    dir_ = absl::StrCat(::testing::TempDir(), "/vdev_ipxe_", getpid());
+    tap_ = ns_.tap();
     Shell("rm -rf " + dir_);
     ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0);
-    Shell("ip netns del " + ns_);
-    ASSERT_EQ(Shell("ip netns add " + ns_), 0);
-    made_ns_ = true;
-    ASSERT_EQ(Shell(Ns("ip link set lo up")), 0);
     // A persistent TAP, configured before the guest boots; vdev's tap netdev opens it by name.
-    ASSERT_EQ(Shell(Ns(absl::StrCat("ip tuntap add dev ", tap_, " mode tap vnet_hdr"))), 0);
-    ASSERT_EQ(Shell(Ns(absl::StrCat("ip addr add 10.0.0.1/24 dev ", tap_))), 0);
-    ASSERT_EQ(Shell(Ns(absl::StrCat("ip link set ", tap_, " up"))), 0);
+    ASSERT_TRUE(ns_.Create().ok());
     // The files: a random blob of at least 1 MB and a second script with a random marker.
     std::mt19937_64 rng(std::random_device{}());
     size_ = (1 << 20) + rng() % 65536;
     marker_ = absl::StrFormat("MARKER-%016x", rng());
-    std::ofstream blob(dir_ + "/blob.bin", std::ios::binary);
-    for (size_t i = 0; i < size_; ++i) blob.put(static_cast<char>(rng()));
-    blob.close();
+    ASSERT_FALSE(testing::WriteRandomFile(dir_ + "/blob.bin", size_).empty());
     std::ofstream(dir_ + "/second.ipxe") << "#!ipxe\necho second script says " << marker_ << "\n";
-    // The HTTP server, bound to the host side of the TAP.
-    http_pid_ = fork();
-    if (http_pid_ == 0) {
-      setsid();
-      execlp("ip", "ip", "netns", "exec", ns_.c_str(), "python3", "-m", "http.server", "8000",
-             "--bind", "10.0.0.1", "--directory", dir_.c_str(), nullptr);
-      _exit(127);
-    }
-    for (int i = 0;
-         i < 100 &&
-         Shell(Ns(
-             "python3 -c \"import socket; socket.create_connection(('10.0.0.1', 8000), 1)\"")) != 0;
-         ++i) {
-      usleep(50000);
-    }
+    ASSERT_TRUE(ns_.StartHttp(dir_).ok());
     if (dhcp) {
       ASSERT_EQ(Shell(Ns(absl::StrCat(
                     "dnsmasq --interface=", tap_,
@@ -98,19 +67,10 @@ class IpxeTest : public ::testing::Test {
     }
   }
   void TearDown() override {
-    if (http_pid_ > 0) {
-      kill(-http_pid_, SIGTERM);
-      kill(http_pid_, SIGTERM);
-      waitpid(http_pid_, nullptr, 0);
-    }
     if (made_dnsmasq_) Shell(absl::StrCat("kill $(cat ", dir_, "/dnsmasq.pid)"));
-    if (made_ns_) {
-      Shell(Ns("ip link del " + tap_));
-      Shell("ip netns del " + ns_);
-    }
     if (!dir_.empty()) Shell("rm -rf " + dir_);
   }
-  std::string Ns(const std::string& cmd) { return "ip netns exec " + ns_ + " " + cmd; }
+  std::string Ns(const std::string& cmd) { return ns_.Exec(cmd); }
 
   void WriteBootScript(bool dhcp) {
     std::ofstream f(dir_ + "/boot.ipxe");
@@ -166,10 +126,9 @@ class IpxeTest : public ::testing::Test {
     EXPECT_THAT(out, HasSubstr("tx_frames="));
   }
 
-  std::string ns_, tap_, dir_, marker_;
+  testing::TestNetns ns_{"vdevipxe", "vdi"};
+  std::string tap_, dir_, marker_;
   size_t size_ = 0;
-  pid_t http_pid_ = -1;
-  bool made_ns_ = false;
   bool made_dnsmasq_ = false;
 };
 

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,20 +27,15 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/netns.h"
 
 namespace vdev {
 namespace {
 
 using ::testing::HasSubstr;
-
-int Shell(const std::string& cmd) { return system(("(" + cmd + ") >/dev/null 2>&1").c_str()); }
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return absl::StrReplaceAll(s.str(), {{"\r", ""}});
-}
+using testing::Shell;
+using testing::Slurp;
+using testing::TestNetns;
 
 std::string GuestDir() {
   const char* d = getenv("VDEV_LINUX_GUEST_DIR");
@@ -46,14 +43,26 @@ std::string GuestDir() {
 }
 
 std::string SkipReason() {
-  if (geteuid() != 0) return "needs root for a TAP and a network namespace";
+  if (std::string why = testing::NetnsSkipReason(); !why.empty()) return why;
   if (Shell("command -v qemu-system-x86_64") != 0) return "qemu-system-x86 is not installed";
   if (access("/bin/busybox", X_OK) != 0) return "busybox-static is not installed";
-  if (Shell("command -v python3") != 0) return "python3 is not installed";
   if (access((GuestDir() + "/vmlinuz").c_str(), R_OK) != 0) {
     return "no guest kernel in " + GuestDir() + " (scripts/linux-guest-kernel fetches it)";
   }
   return "";
+}
+
+// The host's TSC rate in kHz (TCG's guest TSC is the host's), from /proc/cpuinfo.
+long HostTscKhz() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("cpu MHz", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return std::lround(std::stod(line.substr(colon + 1)) * 1000);
+    }
+  }
+  return 0;
 }
 
 // The guest's /init: load virtio from the kernel's modules, run `body`, power off.
@@ -74,10 +83,23 @@ done
 // eth0 up, ping the host side, fetch the file and print its checksum.
 constexpr char kNetBody[] = R"INIT(ip link set eth0 up
 ip addr add 10.0.0.2/24 dev eth0
+echo "GUEST-TRANSPORT $(basename $(readlink /sys/class/net/eth0/device/../driver))"
 if ping -c 1 -W 5 10.0.0.1 >/dev/null; then echo GUEST-PING-OK; fi
 if timeout 60 wget -q -O /blob http://10.0.0.1:8000/blob.bin; then
   echo "GUEST-SUM $(sha256sum /blob)"
 fi
+)INIT";
+
+// Two queue pairs: which queues the kernel made, then four downloads at once, two on each vCPU.
+constexpr char kMqBody[] = R"INIT(ip link set eth0 up
+ip addr add 10.0.0.2/24 dev eth0
+echo "GUEST-QUEUES $(ls /sys/class/net/eth0/queues | tr '\n' ' ')"
+ping -c 1 -W 5 10.0.0.1 >/dev/null
+for i in 0 1 2 3; do
+  (taskset $((1 << (i % 2))) timeout 90 wget -q -O /blob$i http://10.0.0.1:8000/blob.bin &&
+   echo "GUEST-SUM$i $(sha256sum /blob$i)") &
+done
+wait
 )INIT";
 
 // Which hardware RNG the kernel uses, and 1 KiB read from it.
@@ -86,72 +108,50 @@ constexpr char kRngBody[] =
 echo "GUEST-RNG-BYTES $(timeout 30 dd if=/dev/hwrng bs=256 count=4 2>/dev/null | wc -c)"
 )INIT";
 
+// How the guest is booted.
+struct GuestOptions {
+  int cpus = 1;
+  std::string machine = "pc";
+  std::string append;  // more kernel command line
+};
+
 class LinuxGuestTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
-    const int id = getpid() % 100000;
-    ns_ = absl::StrCat("vdevlg", id);
-    tap_ = absl::StrCat("vlg", id);
-    dir_ = absl::StrCat(::testing::TempDir(), "/vdev_linux_", id);
+    dir_ = absl::StrCat(::testing::TempDir(), "/vdev_linux_", getpid());
     sock_ = dir_ + "/vu.sock";
     Shell("rm -rf " + dir_);
     ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0);
-    Shell("ip netns del " + ns_);
-    ASSERT_EQ(Shell("ip netns add " + ns_), 0);
-    made_ns_ = true;
-    ASSERT_EQ(Shell(Ns("ip link set lo up")), 0);
-    ASSERT_EQ(Shell(Ns(absl::StrCat("ip tuntap add dev ", tap_, " mode tap vnet_hdr"))), 0);
-    ASSERT_EQ(Shell(Ns(absl::StrCat("ip addr add 10.0.0.1/24 dev ", tap_))), 0);
-    ASSERT_EQ(Shell(Ns(absl::StrCat("ip link set ", tap_, " up"))), 0);
-    // A random file of 2 MB and a bit, and its checksum.
+  }
+  // The namespace with its TAP (`queues` of them) and the HTTP server with a random file of 2 MB
+  // and a bit.
+  void MakeNetwork(int queues = 1) {
+    ASSERT_TRUE(ns_.Create({.queues = queues}).ok());
     std::mt19937_64 rng(std::random_device{}());
-    const size_t size = (2 << 20) + rng() % 65536;
-    std::ofstream blob(dir_ + "/blob.bin", std::ios::binary);
-    for (size_t i = 0; i < size; ++i) blob.put(static_cast<char>(rng()));
-    blob.close();
-    FILE* p = popen(("sha256sum " + dir_ + "/blob.bin").c_str(), "r");
-    char sum[65] = {};
-    ASSERT_EQ(fread(sum, 1, 64, p), 64u);
-    pclose(p);
-    sum_ = sum;
-    http_pid_ = Spawn({"ip", "netns", "exec", ns_, "python3", "-m", "http.server", "8000", "--bind",
-                       "10.0.0.1", "--directory", dir_});
-    for (int i = 0; i < 100; ++i) {
-      if (Shell(Ns(
-              "python3 -c \"import socket; socket.create_connection(('10.0.0.1', 8000), 1)\"")) ==
-          0) {
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
+    sum_ = testing::WriteRandomFile(dir_ + "/blob.bin", (2 << 20) + rng() % 65536);
+    ASSERT_EQ(sum_.size(), 64u);
+    ASSERT_TRUE(ns_.StartHttp(dir_).ok());
   }
   void TearDown() override {
-    for (pid_t* pid : {&qemu_pid_, &vdev_pid_, &http_pid_}) {
-      if (*pid > 0) {
-        kill(*pid, SIGKILL);
-        waitpid(*pid, nullptr, 0);
-      }
-    }
-    if (made_ns_) Shell("ip netns del " + ns_);
+    for (pid_t* pid : {&qemu_pid_, &vdev_pid_}) testing::KillAndReap(pid);
     if (!dir_.empty()) Shell("rm -rf " + dir_);
   }
-  std::string Ns(const std::string& cmd) { return absl::StrCat("ip netns exec ", ns_, " ", cmd); }
-  static pid_t Spawn(std::vector<std::string> argv, const std::string& err_file = "",
-                     const std::vector<std::string>& more = {}) {
-    argv.insert(argv.end(), more.begin(), more.end());
-    const pid_t pid = fork();
-    if (pid == 0) {
-      setsid();
-      if (!err_file.empty()) freopen(err_file.c_str(), "w", stderr);
-      freopen("/dev/null", "w", stdout);
-      std::vector<char*> a;
-      for (const std::string& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-      a.push_back(nullptr);
-      execvp(a[0], a.data());
-      _exit(127);
-    }
-    return pid;
+  // Everything the three processes said, for a failure message.
+  std::string Logs(const std::string& console) {
+    return absl::StrCat("console:\n", console, "\nvdev:\n", Slurp(dir_ + "/vdev.log"),
+                        Slurp(dir_ + "/vdev.out"), "\nqemu:\n", Slurp(dir_ + "/qemu.log"));
+  }
+  // SIGTERM to the backend: it must exit 0 and remove its socket. Returns what it printed (the
+  // counters of its devices and netdev queues).
+  std::string StopBackend(const std::string& logs) {
+    EXPECT_EQ(kill(vdev_pid_, SIGTERM), 0);
+    int status = 0;
+    EXPECT_EQ(waitpid(vdev_pid_, &status, 0), vdev_pid_);
+    vdev_pid_ = 0;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << logs;
+    EXPECT_FALSE(std::filesystem::exists(sock_));
+    return Slurp(dir_ + "/vdev.out");
   }
   void BuildInitrd(const std::string& init) {
     const std::string root = dir_ + "/root";
@@ -170,10 +170,15 @@ class LinuxGuestTest : public ::testing::Test {
   // `vdev serve` in the namespace (it opens the TAP there), listening on the socket, with
   // `extra` options (the netdev and the device on the backend's bus).
   void StartBackend(const std::vector<std::string>& extra) {
-    vdev_pid_ = Spawn(
-        {"ip", "netns", "exec", ns_, VDEV_BINARY, "serve", "-machine", "none", "-chardev",
-         "socket,id=c1,server=on,path=" + sock_, "-device", "vhost-user-backend,id=vu0,chardev=c1"},
-        dir_ + "/vdev.log", extra);
+    std::vector<std::string> argv = ns_.ExecArgv();
+    for (const std::string& a :
+         {std::string(VDEV_BINARY), std::string("serve"), std::string("-machine"),
+          std::string("none"), std::string("-chardev"), "socket,id=c1,server=on,path=" + sock_,
+          std::string("-device"), std::string("vhost-user-backend,id=vu0,chardev=c1")}) {
+      argv.push_back(a);
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    vdev_pid_ = testing::Spawn(argv, dir_ + "/vdev.log", dir_ + "/vdev.out");
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (!std::filesystem::exists(sock_) && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(10));
@@ -182,34 +187,35 @@ class LinuxGuestTest : public ::testing::Test {
   }
   // Boots the guest with `device` on the vhost-user chardev and waits for it to power off;
   // returns its console.
-  std::string RunGuest(const std::vector<std::string>& device) {
-    qemu_pid_ = Spawn({"qemu-system-x86_64",
-                       "-nodefaults",
-                       "-no-user-config",
-                       "-display",
-                       "none",
-                       "-no-reboot",
-                       "-accel",
-                       "tcg",
-                       "-M",
-                       "pc,memory-backend=mem0",
-                       "-smp",
-                       "1",
-                       "-m",
-                       "256M",
-                       "-object",
-                       "memory-backend-memfd,id=mem0,size=256M,share=on",
-                       "-kernel",
-                       GuestDir() + "/vmlinuz",
-                       "-initrd",
-                       dir_ + "/initrd.gz",
-                       "-append",
-                       "console=ttyS0 panic=-1 quiet",
-                       "-serial",
-                       "file:" + dir_ + "/console.log",
-                       "-chardev",
-                       "socket,id=vhu0,path=" + sock_},
-                      dir_ + "/qemu.log", device);
+  std::string RunGuest(const std::vector<std::string>& device, const GuestOptions& o = {}) {
+    std::vector<std::string> argv = {"qemu-system-x86_64",
+                                     "-nodefaults",
+                                     "-no-user-config",
+                                     "-display",
+                                     "none",
+                                     "-no-reboot",
+                                     "-accel",
+                                     "tcg",
+                                     "-M",
+                                     o.machine + ",memory-backend=mem0",
+                                     "-smp",
+                                     std::to_string(o.cpus),
+                                     "-m",
+                                     "256M",
+                                     "-object",
+                                     "memory-backend-memfd,id=mem0,size=256M,share=on",
+                                     "-kernel",
+                                     GuestDir() + "/vmlinuz",
+                                     "-initrd",
+                                     dir_ + "/initrd.gz",
+                                     "-append",
+                                     "console=ttyS0 panic=-1 quiet " + o.append,
+                                     "-serial",
+                                     "file:" + dir_ + "/console.log",
+                                     "-chardev",
+                                     "socket,id=vhu0,path=" + sock_};
+    argv.insert(argv.end(), device.begin(), device.end());
+    qemu_pid_ = testing::Spawn(argv, dir_ + "/qemu.log");
     const absl::Time deadline = absl::Now() + absl::Seconds(150);
     int status = 0;
     while (absl::Now() < deadline) {
@@ -223,37 +229,88 @@ class LinuxGuestTest : public ::testing::Test {
     return Slurp(dir_ + "/console.log");
   }
 
-  std::string ns_, tap_, dir_, sock_, sum_;
-  bool made_ns_ = false;
-  pid_t http_pid_ = 0, vdev_pid_ = 0, qemu_pid_ = 0;
+  TestNetns ns_{"vdevlg", "vlg"};
+  std::string dir_, sock_, sum_;
+  pid_t vdev_pid_ = 0, qemu_pid_ = 0;
 };
 
 TEST_F(LinuxGuestTest, LinuxVirtioNetThroughOurVhostUserBackendFetchesAFileIntact) {
+  MakeNetwork();
   BuildInitrd(Init("failover net_failover virtio_net", kNetBody));
-  StartBackend(
-      {"-netdev", "tap,id=n0,ifname=" + tap_, "-device", "virtio-net-device,bus=vu0.0,netdev=n0"});
+  StartBackend({"-netdev", "tap,id=n0,ifname=" + ns_.tap(), "-device",
+                "virtio-net-device,bus=vu0.0,netdev=n0"});
   // vectors=0: with MSI-X, QEMU 7.2 under TCG crashes on a vhost-user NIC.
   const std::string console =
       RunGuest({"-netdev", "vhost-user,id=net0,chardev=vhu0", "-device",
                 "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,vectors=0,romfile="});
-  const std::string logs =
-      absl::StrCat("console:\n", console, "\nvdev:\n", Slurp(dir_ + "/vdev.log"), "\nqemu:\n",
-                   Slurp(dir_ + "/qemu.log"));
+  const std::string logs = Logs(console);
+  EXPECT_THAT(console, HasSubstr("GUEST-TRANSPORT virtio-pci")) << logs;
   EXPECT_THAT(console, HasSubstr("GUEST-PING-OK")) << logs;
   EXPECT_THAT(console, HasSubstr("GUEST-SUM " + sum_)) << logs;
   EXPECT_THAT(console, HasSubstr("GUEST-DONE")) << logs;
   // The backend outlived its frontend and stops cleanly on SIGTERM, removing its socket.
-  ASSERT_EQ(kill(vdev_pid_, SIGTERM), 0);
-  int status = 0;
-  ASSERT_EQ(waitpid(vdev_pid_, &status, 0), vdev_pid_);
-  vdev_pid_ = 0;
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << logs;
-  EXPECT_FALSE(std::filesystem::exists(sock_));
+  const std::string counters = StopBackend(logs);
+  EXPECT_THAT(counters, HasSubstr("(virtio-net-device): ")) << counters;
+}
+
+// Two queue pairs: QEMU keeps the control queue, the guest (2 vCPUs) sets 2 pairs through it and
+// QEMU enables the second pair's rings; our device follows the enables onto a 2-queue TAP. Four
+// downloads at once, two pinned to each vCPU, go through both pairs: each TAP queue carries
+// traffic both ways.
+TEST_F(LinuxGuestTest, TwoQueuePairsBothCarryTheGuestsTraffic) {
+  MakeNetwork(/*queues=*/2);
+  BuildInitrd(Init("failover net_failover virtio_net", kMqBody));
+  StartBackend({"-netdev", "tap,id=n0,queues=2,ifname=" + ns_.tap(), "-device",
+                "virtio-net-device,bus=vu0.0,netdev=n0,mq=on"});
+  const std::string console =
+      RunGuest({"-netdev", "vhost-user,id=net0,chardev=vhu0,queues=2", "-device",
+                "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,vectors=0,romfile=,mq=on"},
+               {.cpus = 2});
+  const std::string logs = Logs(console);
+  EXPECT_THAT(console, HasSubstr("GUEST-QUEUES rx-0 rx-1 tx-0 tx-1")) << logs;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_THAT(console, HasSubstr(absl::StrCat("GUEST-SUM", i, " ", sum_))) << logs;
+  }
+  EXPECT_THAT(console, HasSubstr("GUEST-DONE")) << logs;
+  const std::string counters = StopBackend(logs);
+  std::cout << counters;
+  // Per queue: the TAP's queue i is queue pair i of the device.
+  for (int q = 0; q < 2; ++q) {
+    const std::string line = absl::StrCat("/netdevs/n0 queue ", q, ": ");
+    const size_t at = counters.find(line);
+    ASSERT_NE(at, std::string::npos) << counters << logs;
+    const std::string row = counters.substr(at, counters.find('\n', at) - at);
+    EXPECT_THAT(row, HasSubstr("rx_frames=")) << row;  // from the guest, out of the TAP
+    EXPECT_THAT(row, HasSubstr("tx_frames=")) << row;  // into the guest
+  }
+}
+
+// virtio-mmio: QEMU's microvm with a modern virtio-net-device (QEMU's virtio-mmio is legacy unless
+// told otherwise) on the same backend. microvm has no HPET or PM timer: the guest is given the
+// TSC's rate rather than left to calibrate it on a busy host.
+TEST_F(LinuxGuestTest, MicrovmVirtioMmioThroughOurVhostUserBackendFetchesAFileIntact) {
+  MakeNetwork();
+  BuildInitrd(Init("virtio_mmio failover net_failover virtio_net", kNetBody));
+  StartBackend({"-netdev", "tap,id=n0,ifname=" + ns_.tap(), "-device",
+                "virtio-net-device,bus=vu0.0,netdev=n0"});
+  const std::string console = RunGuest(
+      {"-global", "virtio-mmio.force-legacy=false", "-netdev", "vhost-user,id=net0,chardev=vhu0",
+       "-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"},
+      {.machine = "microvm",
+       .append = absl::StrCat("tsc_early_khz=", HostTscKhz(), " tsc=reliable")});
+  const std::string logs = Logs(console);
+  EXPECT_THAT(console, HasSubstr("GUEST-TRANSPORT virtio-mmio")) << logs;
+  EXPECT_THAT(console, HasSubstr("GUEST-PING-OK")) << logs;
+  EXPECT_THAT(console, HasSubstr("GUEST-SUM " + sum_)) << logs;
+  EXPECT_THAT(console, HasSubstr("GUEST-DONE")) << logs;
+  const std::string counters = StopBackend(logs);
+  EXPECT_THAT(counters, HasSubstr("(virtio-net-device): ")) << counters;
 }
 
 // The transport is generic: QEMU's vhost-user-rng-pci on a virtio-rng-device of ours, the guest
 // reading /dev/hwrng.
 TEST_F(LinuxGuestTest, LinuxVirtioRngThroughOurVhostUserBackend) {
+  ASSERT_TRUE(ns_.Create({.configure = false}).ok());  // `vdev serve` runs in a namespace
   BuildInitrd(Init("virtio-rng", kRngBody));
   StartBackend({"-device", "virtio-rng-device,bus=vu0.0"});
   const std::string console = RunGuest({"-device", "vhost-user-rng-pci,chardev=vhu0"});

@@ -17,6 +17,7 @@
 #include "hw/net/virtio_net/pci.h"
 #include "hw/virtio/vhost/vhost_user_netdev.h"
 #include "tests/testing/dpdk_testpmd.h"
+#include "tests/testing/frame_round_trip.h"
 #include "tests/testing/net_frames.h"
 #include "tests/testing/open_fds.h"
 #include "tests/testing/pci_guest.h"
@@ -38,10 +39,7 @@ constexpr uint64_t kFeatures = Bit(VIRTIO_F_VERSION_1) | Bit(VIRTIO_NET_F_MRG_RX
                                Bit(VIRTIO_NET_F_MAC);
 
 std::vector<uint8_t> Frame(size_t payload, uint32_t seq) {
-  std::vector<uint8_t> p(payload);
-  for (size_t i = 0; i < payload; ++i) p[i] = static_cast<uint8_t>(seq * 31 + i * 7);
-  std::memcpy(p.data(), &seq, sizeof(seq));
-  return testing::EthFrame(kPeerMac, kGuestMac, 0x88b5, p);
+  return testing::SeqFrame(kPeerMac, kGuestMac, payload, seq);
 }
 
 class VhostUserDpdkTest : public ::testing::Test {
@@ -93,24 +91,9 @@ class VhostUserDpdkTest : public ::testing::Test {
   std::vector<VirtioNetDriver::RxFrame> RoundTrip(uint32_t n, uint32_t first_seq,
                                                   size_t payload = 100, uint32_t window = 64,
                                                   uint16_t pair = 0) {
-    std::vector<VirtioNetDriver::RxFrame> got;
-    for (uint32_t sent = 0; sent < n;) {
-      const uint32_t batch = std::min(window, n - sent);
-      for (uint32_t i = 0; i < batch; ++i) {
-        drv_->ReclaimTx(pair);
-        if (!drv_->Send(pair, Frame(payload, first_seq + sent + i))) return got;
-      }
-      sent += batch;
-      const absl::Time deadline = absl::Now() + absl::Seconds(10);
-      while (got.size() < sent && absl::Now() < deadline) {
-        for (auto& f : drv_->WaitRx(pair, sent - got.size(), absl::Milliseconds(20))) {
-          got.push_back(std::move(f));
-        }
-      }
-      if (got.size() < sent) return got;
-    }
-    drv_->ReclaimTx(pair);
-    return got;
+    return testing::RoundTrip(*drv_, n, first_seq,
+                              [&](uint32_t seq) { return Frame(payload, seq); },
+                              {.window = window, .pair = pair});
   }
   // Every frame came back with the MACs swapped and the rest intact, in order.
   void ExpectEchoed(const std::vector<VirtioNetDriver::RxFrame>& got, uint32_t first_seq,

@@ -391,6 +391,22 @@ void VirtIONet::SetQueuePairs(size_t n) {
   }
 }
 
+void VirtIONet::FrontendQueuesChanged(const std::vector<bool>& enabled) {
+  // The frontend ran VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET on its control queue and enabled the pairs
+  // it chose: serve the leading pairs whose both queues it enabled.
+  size_t n = 0;
+  while (n < pairs_.size() && enabled[2 * n] && enabled[2 * n + 1]) ++n;
+  if (n == curr_pairs_) return;
+  const size_t before = curr_pairs_;
+  SetQueuePairs(n);
+  // A pair the frontend just enabled may have buffers and frames already (its kicks came
+  // before): serve them as after a kick.
+  for (size_t p = before; p < n; ++p) {
+    ScheduleRxFlush(p);
+    FlushTx(p);
+  }
+}
+
 void VirtIONet::LinkChanged() {
   absl::MutexLock l(&mu_);
   const bool up = !pairs_.empty() && !pairs_[0].nc->link_down();

@@ -97,6 +97,8 @@ class VirtIONet : public VirtIODevice {
   void Start() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Stop() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResetState() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FrontendQueuesChanged(const std::vector<bool>& enabled) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:
   class Nic;

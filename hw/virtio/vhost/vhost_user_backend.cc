@@ -436,8 +436,17 @@ absl::Status VhostUserBackendSession::AddMemReg(VhostUserMessage& msg) {
   if (regions_.size() >= kMaxBackendRegions) {
     return Refuse(absl::StrFormat("ADD_MEM_REG beyond %u regions", kMaxBackendRegions));
   }
+  const Region add{GetU64(p, 8), GetU64(p, 16), GetU64(p, 24), GetU64(p, 32)};
+  for (Region& r : regions_) {
+    if (r.gpa == add.gpa && r.size == add.size && r.uaddr == add.uaddr && r.offset == add.offset) {
+      // The same region again (from the next queue pair's vhost device): one more reference;
+      // the mapping we have serves it (the fd it came with is closed with the message).
+      ++r.refs;
+      return absl::OkStatus();
+    }
+  }
   std::vector<Region> regions = regions_;
-  regions.push_back({GetU64(p, 8), GetU64(p, 16), GetU64(p, 24), GetU64(p, 32)});
+  regions.push_back(add);
   // Every region needs its fd again: the current ones are duplicated from the live mapping.
   std::vector<UniqueFd> fds;
   for (const Region& r : regions_) fds.push_back(DupFdOf(r.gpa));
@@ -452,8 +461,12 @@ absl::Status VhostUserBackendSession::RemMemReg(const VhostUserMessage& msg) {
   std::vector<UniqueFd> fds;
   bool found = false;
   for (size_t k = 0; k < regions_.size(); ++k) {
-    const Region& r = regions_[k];
+    Region& r = regions_[k];
     if (!found && r.gpa == gone.gpa && r.size == gone.size && r.uaddr == gone.uaddr) {
+      if (r.refs > 1) {  // added more than once: still in use
+        --r.refs;
+        return absl::OkStatus();
+      }
       found = true;
       continue;
     }
@@ -488,10 +501,14 @@ absl::Status VhostUserBackendSession::MapRegions(const std::vector<Region>& regi
     for (size_t j = 0; j < k; ++j) {
       const Region& o = regions[j];
       if (RangesOverlap(r.gpa, r.size, o.gpa, o.size)) {
-        return Refuse(absl::StrFormat("memory regions %u and %u overlap in guest memory", j, k));
+        return Refuse(absl::StrFormat(
+            "memory regions %u and %u overlap in guest memory (0x%x+0x%x, 0x%x+0x%x)", j, k, o.gpa,
+            o.size, r.gpa, r.size));
       }
       if (RangesOverlap(r.uaddr, r.size, o.uaddr, o.size)) {
-        return Refuse(absl::StrFormat("memory regions %u and %u overlap in the frontend", j, k));
+        return Refuse(absl::StrFormat(
+            "memory regions %u and %u overlap in the frontend (0x%x+0x%x, 0x%x+0x%x)", j, k,
+            o.uaddr, o.size, r.uaddr, r.size));
       }
     }
   }

@@ -108,9 +108,12 @@ class VhostUserBackendSession {
   uint32_t num_rings() const { return static_cast<uint32_t>(rings_.size()); }
 
  private:
-  // A region of the table: guest-physical range, the frontend's virtual address of it.
+  // A region of the table: guest-physical range, the frontend's virtual address of it, and how
+  // many times ADD_MEM_REG added it (QEMU adds every region once per queue pair's vhost device,
+  // and removes it as many times).
   struct Region {
     uint64_t gpa, size, uaddr, offset;
+    uint32_t refs = 1;
   };
   absl::StatusOr<uint64_t> Dispatch(int sock, VhostUserMessage& msg, bool* replied);
   absl::Status SetMemTable(const VhostUserMessage& msg);
