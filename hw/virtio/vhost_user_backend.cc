@@ -177,7 +177,29 @@ void VhostUserBackend::Readable() {
   }
   // The STATUS protocol feature says when the device runs.
   if (!device_running_ && (session_->status() & VirtIODevice::kDriverOk)) StartDevice();
+  MaybeStartOnKicks();
   SyncFrontendQueues(false);
+}
+
+bool VhostUserBackend::EnabledRingsComplete() const {
+  for (uint32_t i = 0; i < session_->num_rings(); ++i) {
+    const vhost::BackendRing& r = session_->ring(i);
+    if (r.enabled && !r.started && (r.num != 0 || r.addr_set || r.kick_set)) return false;
+  }
+  return true;
+}
+
+void VhostUserBackend::MaybeStartOnKicks() {
+  if (pending_kicks_.empty() || session_ == nullptr) return;
+  if (!device_running_) {
+    if (!EnabledRingsComplete()) return;
+    StartDevice();
+  }
+  std::vector<uint16_t> kicks;
+  kicks.swap(pending_kicks_);
+  VirtIODevice* d = vdev();
+  if (d == nullptr || !device_running_) return;
+  for (uint16_t q : kicks) d->Kick(q);
 }
 
 void VhostUserBackend::SyncFrontendQueues(bool force) {
@@ -197,6 +219,7 @@ void VhostUserBackend::Disconnect(const absl::Status& why) {
     VDEV_LOG(kWarning, "%s: frontend dropped: %s", DisplayName(), std::string(why.message()));
   }
   kick_watches_.clear();
+  pending_kicks_.clear();
   sock_watch_.Reset();
   if (session_ != nullptr) session_->Close();  // stops the rings (StopRing)
   StopDevice();
@@ -213,10 +236,26 @@ void VhostUserBackend::Disconnect(const absl::Status& why) {
 }
 
 void VhostUserBackend::KickArrived(uint16_t index) {
-  // Without the STATUS feature the first kick says the frontend has set up every ring.
-  if (!device_running_) StartDevice();
+  // Without DRIVER_OK (no STATUS feature, or a frontend that does not send it, as QEMU 7.2's
+  // vhost-user-rng) a kick says the frontend set the device up, once every ring it enabled is
+  // complete (QEMU kicks a ring as soon as it is set up, before the next ring is).
+  if (!device_running_) {
+    if (std::find(pending_kicks_.begin(), pending_kicks_.end(), index) == pending_kicks_.end()) {
+      pending_kicks_.push_back(index);
+    }
+    MaybeStartOnKicks();
+    return;
+  }
   VirtIODevice* d = vdev();
-  if (d != nullptr && device_running_) d->Kick(index);
+  if (d == nullptr || !device_running_) return;
+  SyncFrontendQueues(false);
+  if (index >= frontend_queues_.size() || !frontend_queues_[index]) {
+    // A ring the frontend has not enabled (QEMU kicks every ring it sets up): its work is served
+    // when the frontend enables it.
+    counters().Increment("kicks_disabled_ring");
+    return;
+  }
+  d->Kick(index);
 }
 
 // ---- the device, driven by the session ----
@@ -352,6 +391,7 @@ void VhostUserBackend::StopDevice() {
   if (!device_running_) return;
   device_running_ = false;
   frontend_queues_.clear();
+  pending_kicks_.clear();
   if (VirtIODevice* d = vdev()) d->VirtioReset();
 }
 

@@ -85,6 +85,10 @@ class VhostUserBackend : public SysBusDevice,
   // The frontend is gone: stop the device, drop the session, wait for the next one.
   void Disconnect(const absl::Status& why);
   void KickArrived(uint16_t index);
+  // Without DRIVER_OK from the frontend, whether it has set up every ring it enabled (then a kick
+  // starts the device); kicks before that wait in pending_kicks_.
+  bool EnabledRingsComplete() const;
+  void MaybeStartOnKicks();
   // DRIVER_OK with the rings configured so far.
   void StartDevice();
   void StopDevice();
@@ -105,6 +109,7 @@ class VhostUserBackend : public SysBusDevice,
   bool device_running_ = false;
   std::vector<uint16_t> stopped_at_;   // last_avail of each queue when the device stopped
   std::vector<bool> frontend_queues_;  // as last told to the device
+  std::vector<uint16_t> pending_kicks_;
   uint64_t connections_ = 0;
 
   // The frontend's memory as the session maps it (read by the device on any thread).

@@ -319,6 +319,7 @@ void VirtIONet::ResetState() {
   const bool up = pairs_.empty() || !pairs_[0].nc->link_down();
   net_status_ = up ? VIRTIO_NET_S_LINK_UP : 0;
   curr_pairs_ = 1;
+  frontend_pairs_ = false;
   curr_offloads_ = 0;
   guest_hdr_len_ = sizeof(virtio_net_hdr);
   host_hdr_len_ = 0;
@@ -394,6 +395,7 @@ void VirtIONet::SetQueuePairs(size_t n) {
 void VirtIONet::FrontendQueuesChanged(const std::vector<bool>& enabled) {
   // The frontend ran VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET on its control queue and enabled the pairs
   // it chose: serve the leading pairs whose both queues it enabled.
+  frontend_pairs_ = true;
   size_t n = 0;
   while (n < pairs_.size() && enabled[2 * n] && enabled[2 * n + 1]) ++n;
   if (n == curr_pairs_) return;
@@ -435,6 +437,11 @@ void VirtIONet::HandleQueue(uint16_t index) {
   }
   if (VhostKick(index)) return;
   const size_t pair = index / 2;
+  if (pair >= curr_pairs_ && frontend_pairs_) {
+    // The frontend set this ring up but has not enabled its pair (yet): served when it does.
+    counters().Increment("kicks_pair_not_enabled");
+    return;
+  }
   if (pair >= curr_pairs_) {
     VDEV_LOG_GUEST_ERROR(counters(), "inactive_queue_notify",
                          "%s: notify of queue %u, but only %u queue pairs are active",

@@ -241,6 +241,8 @@ class VirtIONet : public VirtIODevice {
   qom::MacAddress mac_ ABSL_GUARDED_BY(mu_);
   uint16_t net_status_ ABSL_GUARDED_BY(mu_) = 0;
   size_t curr_pairs_ ABSL_GUARDED_BY(mu_) = 1;
+  // The pairs follow a frontend's ring enables (vhost-user-backend), not the control queue.
+  bool frontend_pairs_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t curr_offloads_ ABSL_GUARDED_BY(mu_) = 0;
   int guest_hdr_len_ ABSL_GUARDED_BY(mu_) = 10;
   int host_hdr_len_ ABSL_GUARDED_BY(mu_) = 0;  // header length the backend carries (0: none)
