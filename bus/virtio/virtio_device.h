@@ -115,6 +115,12 @@ class VirtIODevice : public DeviceState {
   // leading queue pairs whose both queues are enabled: the frontend chose them through the
   // control queue it keeps). Ignored while the device is not running.
   void SetFrontendQueues(const std::vector<bool>& enabled);
+  // A frontend asks the device to announce `mac` on its network (vhost-user SEND_RARP, after a
+  // migration, for a guest that cannot announce itself). Unimplemented for a device without a
+  // network.
+  virtual absl::Status AnnounceFromFrontend(const uint8_t mac[6]) {
+    return absl::UnimplementedError(DisplayName() + " has no network to announce on");
+  }
 
   // ---- for device implementations ----
   // Tells the driver that queue `index` has used buffers, if it wants to know.

@@ -58,6 +58,17 @@ inline void StoreLe(void* p, uint64_t v, unsigned size) {
   for (unsigned i = 0; i < size && i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
+// Network byte order (big-endian), for frame headers.
+inline uint16_t LoadBe16(const void* p) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  return static_cast<uint16_t>(b[0] << 8 | b[1]);
+}
+inline void StoreBe16(void* p, uint16_t v) {
+  auto* b = static_cast<uint8_t*>(p);
+  b[0] = static_cast<uint8_t>(v >> 8);
+  b[1] = static_cast<uint8_t>(v);
+}
+
 }  // namespace vdev
 
 #endif  // VDEV_CORE_BASE_BYTE_ORDER_H_

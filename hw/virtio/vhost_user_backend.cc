@@ -400,6 +400,35 @@ void VhostUserBackend::ResetDevice() {
   if (VirtIODevice* d = vdev()) d->VirtioReset();
 }
 
+absl::Status VhostUserBackend::SendRarp(const uint8_t mac[6]) {
+  VirtIODevice* d = vdev();
+  if (d == nullptr) return absl::FailedPreconditionError("no virtio device on the bus");
+  return d->AnnounceFromFrontend(mac);
+}
+
+uint32_t VhostUserBackend::ConfigSize() const {
+  VirtIODevice* d = vdev();
+  return d != nullptr ? d->config_size() : 0;
+}
+
+std::vector<uint8_t> VhostUserBackend::GetConfig(uint32_t offset, uint32_t size) {
+  std::vector<uint8_t> out(size);
+  VirtIODevice* d = vdev();
+  if (d == nullptr) return out;
+  for (uint32_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(d->ConfigRead(offset + i, 1));
+  return out;
+}
+
+absl::Status VhostUserBackend::SetConfig(uint32_t offset, const std::vector<uint8_t>& data) {
+  VirtIODevice* d = vdev();
+  if (d == nullptr) return absl::FailedPreconditionError("no virtio device on the bus");
+  // As a driver's writes: the device decides what is writable (and counts the rest).
+  for (size_t i = 0; i < data.size(); ++i) {
+    d->ConfigWrite(offset + static_cast<uint32_t>(i), data[i], 1);
+  }
+  return absl::OkStatus();
+}
+
 // ---- VirtioTransport ----
 
 void VhostUserBackend::NotifyQueue(uint16_t index) {

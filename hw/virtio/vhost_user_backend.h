@@ -71,6 +71,10 @@ class VhostUserBackend : public SysBusDevice,
   uint32_t StopRing(uint32_t index) override;
   void CallChanged(uint32_t index, int fd) override;
   void ResetDevice() override;
+  absl::Status SendRarp(const uint8_t mac[6]) override;
+  uint32_t ConfigSize() const override;
+  std::vector<uint8_t> GetConfig(uint32_t offset, uint32_t size) override;
+  absl::Status SetConfig(uint32_t offset, const std::vector<uint8_t>& data) override;
 
  protected:
   absl::Status Realize() override;

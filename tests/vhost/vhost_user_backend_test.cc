@@ -45,6 +45,23 @@ class RecordingDevice : public VhostUserBackendDevice {
     return start_base + 7;
   }
   void ResetDevice() override { ++resets; }
+  absl::Status SendRarp(const uint8_t mac[6]) override {
+    rarp.assign(mac, mac + 6);
+    return absl::OkStatus();
+  }
+  uint32_t ConfigSize() const override { return 8; }
+  std::vector<uint8_t> GetConfig(uint32_t offset, uint32_t size) override {
+    std::vector<uint8_t> v(size);
+    for (uint32_t i = 0; i < size; ++i) v[i] = static_cast<uint8_t>(0xa0 + offset + i);
+    return v;
+  }
+  absl::Status SetConfig(uint32_t offset, const std::vector<uint8_t>& data) override {
+    config_writes.push_back({offset, data});
+    return absl::OkStatus();
+  }
+
+  std::vector<uint8_t> rarp;
+  std::vector<std::pair<uint32_t, std::vector<uint8_t>>> config_writes;
 
   uint64_t features = 0;
   std::vector<uint32_t> started, stopped;
@@ -305,6 +322,81 @@ TEST_F(VhostUserBackendTest, AddAndRemoveMemoryRegions) {
   ASSERT_TRUE(Raw(38, reg(0, 0x80000, 0x7000'0000, 0), {fd}).ok());
   ASSERT_EQ(session_->memory().regions().size(), 1u);
   EXPECT_EQ(session_->memory().regions()[0].gpa.value(), 0x100000u);
+}
+
+// QEMU adds every region once per queue pair's vhost device (ADD_MEM_REG is not one of its
+// one-time requests) and removes it as often: the same region again is one more reference.
+TEST_F(VhostUserBackendTest, TheSameRegionAddedTwiceIsMappedOnceAndRemovedTwice) {
+  ASSERT_TRUE(Raw(2, U64(uint64_t{1} << 32)).ok());
+  const int fd = mem_->regions()[0].fd;
+  std::vector<uint8_t> p(40, 0);
+  const uint64_t v[4] = {0, 0x80000, 0x7000'0000, 0};
+  std::memcpy(p.data() + 8, v, 32);
+  const int fds = OpenFdCount();
+  ASSERT_TRUE(Raw(37, p, {fd}).ok());
+  ASSERT_TRUE(Raw(37, p, {fd}).ok());
+  EXPECT_EQ(session_->memory().regions().size(), 1u);
+  ASSERT_TRUE(Raw(38, p).ok());
+  EXPECT_EQ(session_->memory().regions().size(), 1u);  // one reference left
+  ASSERT_TRUE(Raw(38, p).ok());
+  EXPECT_TRUE(session_->memory().regions().empty());
+  EXPECT_THAT(std::string(Raw(38, p).message()), HasSubstr("not in the table"));
+  EXPECT_EQ(OpenFdCount(), fds);
+}
+
+TEST_F(VhostUserBackendTest, ConfigRarpAndMtuWithTheirProtocolFeatures) {
+  // Before the features are negotiated each is refused.
+  const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  std::vector<uint8_t> rarp(8, 0);
+  std::memcpy(rarp.data(), mac, 6);
+  EXPECT_THAT(std::string(Raw(19, rarp).message()), HasSubstr("without the RARP protocol feature"));
+  EXPECT_THAT(std::string(Raw(24, std::vector<uint8_t>(14, 0)).message()),
+              HasSubstr("GET_CONFIG without the CONFIG protocol feature"));
+  EXPECT_THAT(std::string(Raw(20, U64(1500)).message()), HasSubstr("without the NET_MTU"));
+  // Negotiated: GET_CONFIG answers with the device's bytes, SET_CONFIG writes, SEND_RARP
+  // announces, NET_SET_MTU is kept.
+  ASSERT_TRUE(Raw(16, U64(uint64_t{1} << kProtocolConfig | uint64_t{1} << kProtocolRarp |
+                          uint64_t{1} << kProtocolMtu))
+                  .ok());
+  EXPECT_TRUE(dev_.rarp.empty());
+  Serve();
+  auto cfg = client_->GetConfig(2, 4);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(*cfg, (std::vector<uint8_t>{0xa2, 0xa3, 0xa4, 0xa5}));
+  const uint8_t w[2] = {7, 8};
+  ASSERT_TRUE(client_->SetConfig(6, w).ok());
+  ASSERT_TRUE(client_->SendRarp(mac).ok());
+  ASSERT_TRUE(client_->SetU64(VhostUserRequest::kNetSetMtu, 1400).ok());
+  ASSERT_TRUE(client_->GetConfig(0, 1).ok());  // a reply: everything before it was handled
+  StopServing();
+  EXPECT_TRUE(last_error_.ok()) << last_error_;
+  ASSERT_EQ(dev_.config_writes.size(), 1u);
+  EXPECT_EQ(dev_.config_writes[0].first, 6u);
+  EXPECT_EQ(dev_.config_writes[0].second, (std::vector<uint8_t>{7, 8}));
+  EXPECT_EQ(dev_.rarp, std::vector<uint8_t>(mac, mac + 6));
+  EXPECT_EQ(session_->mtu(), 1400u);
+  // Hostile rows: outside the space, too big, a size that is not the payload's, odd flags, a
+  // multicast RARP.
+  auto config = [](uint32_t off, uint32_t size, uint32_t flags, size_t payload) {
+    std::vector<uint8_t> p(12 + payload, 0);
+    std::memcpy(p.data(), &off, 4);
+    std::memcpy(p.data() + 4, &size, 4);
+    std::memcpy(p.data() + 8, &flags, 4);
+    return p;
+  };
+  EXPECT_THAT(std::string(Raw(24, config(6, 4, 0, 4)).message()),
+              HasSubstr("[6, 10) outside the 8-byte configuration"));
+  EXPECT_THAT(std::string(Raw(24, config(0xffffffff, 2, 0, 2)).message()),
+              HasSubstr("outside the 8-byte configuration"));
+  EXPECT_THAT(std::string(Raw(25, config(0, 300, 0, 300)).message()), HasSubstr("1 to 256 bytes"));
+  EXPECT_THAT(std::string(Raw(25, config(0, 4, 0, 3)).message()),
+              HasSubstr("4 bytes in a 15-byte payload"));
+  EXPECT_THAT(std::string(Raw(25, config(0, 0, 0, 0)).message()), HasSubstr("0 bytes"));
+  EXPECT_THAT(std::string(Raw(25, config(0, 1, 2, 1)).message()), HasSubstr("flags 0x2"));
+  EXPECT_THAT(std::string(Raw(24, {1, 2}).message()), HasSubstr("2-byte payload"));
+  std::vector<uint8_t> multicast = U64(0x01);
+  EXPECT_THAT(std::string(Raw(19, multicast).message()), HasSubstr("multicast"));
+  EXPECT_EQ(dev_.config_writes.size(), 1u);  // nothing more was written
 }
 
 TEST_F(VhostUserBackendTest, CloseStopsRingsAndReleasesEverything) {

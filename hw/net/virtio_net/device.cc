@@ -426,6 +426,35 @@ void VirtIONet::Announce() {
   ConfigChanged();
 }
 
+absl::Status VirtIONet::AnnounceFromFrontend(const uint8_t mac[6]) {
+  absl::MutexLock l(&mu_);
+  if (pairs_.empty() || pairs_[0].nc->peer() == nullptr) {
+    return absl::FailedPreconditionError(DisplayName() + ": no backend to announce on");
+  }
+  // RARP (RFC 903) "reverse request" from and for `mac`, broadcast, padded to the 60-byte
+  // minimum: the frame switches learn the address from.
+  uint8_t frame[60] = {};
+  std::memset(frame, 0xff, 6);
+  std::memcpy(frame + 6, mac, 6);
+  StoreBe16(frame + 12, 0x8035);  // ETH_P_RARP
+  uint8_t* a = frame + 14;
+  StoreBe16(a, 1);           // Ethernet
+  StoreBe16(a + 2, 0x0800);  // IPv4
+  a[4] = 6;
+  a[5] = 4;
+  StoreBe16(a + 6, 3);          // reverse request
+  std::memcpy(a + 8, mac, 6);   // sender hardware address; protocol address 0
+  std::memcpy(a + 18, mac, 6);  // target hardware address; protocol address 0
+  uint8_t hdr[sizeof(virtio_net_hdr_mrg_rxbuf)] = {};  // no offload
+  iovec iov[2];
+  int n = 0;
+  if (host_hdr_len_ > 0) iov[n++] = {hdr, static_cast<size_t>(host_hdr_len_)};
+  iov[n++] = {frame, sizeof(frame)};
+  pairs_[0].nc->SendIov(iov, n);
+  counters().Increment("announces_sent");
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kicks
 

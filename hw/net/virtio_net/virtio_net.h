@@ -65,6 +65,9 @@ class VirtIONet : public VirtIODevice {
   bool link_up() const;
   // Asks the guest to announce itself (GUEST_ANNOUNCE: VIRTIO_NET_S_ANNOUNCE + config interrupt).
   void Announce();
+  // Sends a RARP announcement of `mac` out of the first queue pair's backend, as if the guest
+  // had (what QEMU's announce-self sends for a guest without GUEST_ANNOUNCE).
+  absl::Status AnnounceFromFrontend(const uint8_t mac[6]) override;
 
   // The receive filter's state (for tests and `info network`).
   struct RxFilter {

@@ -237,6 +237,41 @@ absl::Status VhostUserClient::SetU64(VhostUserRequest request, uint64_t value) {
   return Send(request, p);
 }
 
+absl::Status VhostUserClient::SendRarp(const uint8_t mac[6]) {
+  std::vector<uint8_t> p(8, 0);
+  std::memcpy(p.data(), mac, 6);
+  return Send(VhostUserRequest::kSendRarp, p);
+}
+
+absl::StatusOr<std::vector<uint8_t>> VhostUserClient::GetConfig(uint32_t offset, uint32_t size) {
+  if (size > kMaxConfigSize) {
+    return absl::InvalidArgumentError(absl::StrFormat("GET_CONFIG of %u bytes", size));
+  }
+  std::vector<uint8_t> p;
+  Put(p, offset);
+  Put(p, size);
+  Put(p, uint32_t{0});
+  p.resize(12 + size, 0);
+  absl::StatusOr<std::vector<uint8_t>> r = Call(VhostUserRequest::kGetConfig, p, 12 + size);
+  if (!r.ok()) return r.status();
+  if (std::memcmp(r->data(), p.data(), 8) != 0) {
+    return BadReply("GET_CONFIG reply for another offset or size");
+  }
+  return std::vector<uint8_t>(r->begin() + 12, r->end());
+}
+
+absl::Status VhostUserClient::SetConfig(uint32_t offset, absl::Span<const uint8_t> data) {
+  if (data.size() > kMaxConfigSize) {
+    return absl::InvalidArgumentError(absl::StrFormat("SET_CONFIG of %u bytes", data.size()));
+  }
+  std::vector<uint8_t> p;
+  Put(p, offset);
+  Put(p, static_cast<uint32_t>(data.size()));
+  Put(p, uint32_t{0});  // VHOST_SET_CONFIG_TYPE_FRONTEND
+  p.insert(p.end(), data.begin(), data.end());
+  return Send(VhostUserRequest::kSetConfig, p);
+}
+
 absl::Status VhostUserClient::SetOwner() { return Send(VhostUserRequest::kSetOwner, {}); }
 
 absl::Status VhostUserClient::Request(VhostUserRequest request) { return Send(request, {}); }

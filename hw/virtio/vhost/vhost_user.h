@@ -52,6 +52,8 @@ enum class VhostUserRequest : uint32_t {
   kSetVringEnable = 18,
   kSendRarp = 19,
   kNetSetMtu = 20,
+  kGetConfig = 24,
+  kSetConfig = 25,
   kResetDevice = 34,
   kGetMaxMemSlots = 36,
   kAddMemReg = 37,
@@ -60,8 +62,10 @@ enum class VhostUserRequest : uint32_t {
 
 // Protocol feature bits (VHOST_USER_PROTOCOL_F_*).
 inline constexpr unsigned kProtocolMq = 0;
+inline constexpr unsigned kProtocolRarp = 2;
 inline constexpr unsigned kProtocolReplyAck = 3;
 inline constexpr unsigned kProtocolMtu = 4;
+inline constexpr unsigned kProtocolConfig = 9;
 inline constexpr unsigned kProtocolResetDevice = 13;
 inline constexpr unsigned kProtocolConfigureMemSlots = 15;
 // VHOST_USER_F_PROTOCOL_FEATURES, a virtio feature bit offered by backends.
@@ -131,6 +135,13 @@ class VhostUserClient {
   // ({u64 padding; u64 gpa, size, userspace addr, mmap offset}, and the region's fd to add).
   absl::Status AddMemReg(const GuestRamRegion& region);
   absl::Status RemMemReg(const GuestRamRegion& region);
+  // RARP: SEND_RARP, the backend announces `mac` on its network.
+  absl::Status SendRarp(const uint8_t mac[6]);
+  // CONFIG: `size` bytes (at most kMaxConfigSize) of the device's configuration at `offset`, and
+  // a write of `data` there ({u32 offset, size, flags; u8 payload[size]}).
+  static constexpr uint32_t kMaxConfigSize = 256;
+  absl::StatusOr<std::vector<uint8_t>> GetConfig(uint32_t offset, uint32_t size);
+  absl::Status SetConfig(uint32_t offset, absl::Span<const uint8_t> data);
 
   // With REPLY_ACK negotiated, every set-request asks for an ack and fails on a non-zero one.
   void set_reply_ack(bool on) { reply_ack_ = on; }

@@ -65,6 +65,8 @@ int PayloadSize(uint32_t request) {
     case VhostUserRequest::kRemMemReg:
       return 8 + kRegionSize;
     case VhostUserRequest::kSetMemTable:
+    case VhostUserRequest::kGetConfig:
+    case VhostUserRequest::kSetConfig:
       return -1;
     default:
       if (request == kRequestSetStatus) return 8;
@@ -98,6 +100,7 @@ bool HasReply(uint32_t request) {
     case VhostUserRequest::kGetQueueNum:
     case VhostUserRequest::kGetVringBase:
     case VhostUserRequest::kGetMaxMemSlots:
+    case VhostUserRequest::kGetConfig:
       return true;
     default:
       return request == kRequestGetStatus;
@@ -129,6 +132,7 @@ void VhostUserBackendSession::Close() {
   features_ = protocol_features_ = 0;
   features_set_ = false;
   status_ = 0;
+  mtu_ = 0;
 }
 
 void VhostUserBackendSession::StopAll() {
@@ -320,16 +324,28 @@ absl::StatusOr<uint64_t> VhostUserBackendSession::Dispatch(int sock, VhostUserMe
       return 0;
     }
     case VhostUserRequest::kSendRarp: {
+      if (!(protocol_features_ >> kProtocolRarp & 1)) {
+        return Refuse("SEND_RARP without the RARP protocol feature");
+      }
       uint8_t mac[6];
       std::memcpy(mac, p.data(), 6);
-      device_->SendRarp(mac);
+      if (mac[0] & 1) return Refuse("SEND_RARP for a multicast address");
+      VDEV_RETURN_IF_ERROR(device_->SendRarp(mac));
       return 0;
     }
     case VhostUserRequest::kNetSetMtu: {
+      if (!(protocol_features_ >> kProtocolMtu & 1)) {
+        return Refuse("NET_SET_MTU without the NET_MTU protocol feature");
+      }
       const uint64_t mtu = GetU64(p);
       if (mtu < 68 || mtu > 65535) return Refuse(absl::StrFormat("NET_SET_MTU %u", mtu));
+      mtu_ = static_cast<uint32_t>(mtu);
       return 0;
     }
+    case VhostUserRequest::kGetConfig:
+    case VhostUserRequest::kSetConfig:
+      VDEV_RETURN_IF_ERROR(Config(sock, msg));
+      return 0;
     default:
       break;
   }
@@ -355,6 +371,32 @@ absl::StatusOr<uint64_t> VhostUserBackendSession::Dispatch(int sock, VhostUserMe
     return 0;
   }
   return Refuse(absl::StrFormat("unknown or unsupported request %u", request));
+}
+
+absl::Status VhostUserBackendSession::Config(int sock, const VhostUserMessage& msg) {
+  const bool get = msg.request == static_cast<uint32_t>(VhostUserRequest::kGetConfig);
+  const char* what = get ? "GET_CONFIG" : "SET_CONFIG";
+  if (!(protocol_features_ >> kProtocolConfig & 1)) {
+    return Refuse(absl::StrFormat("%s without the CONFIG protocol feature", what));
+  }
+  const std::vector<uint8_t>& p = msg.payload;
+  if (p.size() < 12) return Refuse(absl::StrFormat("%s with a %u-byte payload", what, p.size()));
+  const uint32_t offset = GetU32(p), size = GetU32(p, 4), flags = GetU32(p, 8);
+  if (size == 0 || size > VhostUserClient::kMaxConfigSize || p.size() != 12 + size) {
+    return Refuse(absl::StrFormat("%s of %u bytes in a %u-byte payload (1 to %u bytes)", what, size,
+                                  p.size(), VhostUserClient::kMaxConfigSize));
+  }
+  if (flags > 1) return Refuse(absl::StrFormat("%s with flags 0x%x", what, flags));
+  if (!RangeWithin(offset, size, 0, device_->ConfigSize())) {
+    return Refuse(absl::StrFormat("%s of [%u, %u) outside the %u-byte configuration", what, offset,
+                                  uint64_t{offset} + size, device_->ConfigSize()));
+  }
+  if (!get) return device_->SetConfig(offset, std::vector<uint8_t>(p.begin() + 12, p.end()));
+  std::vector<uint8_t> reply(p.begin(), p.begin() + 12);
+  std::vector<uint8_t> data = device_->GetConfig(offset, size);
+  data.resize(size);
+  reply.insert(reply.end(), data.begin(), data.end());
+  return SendVhostUserMessage(sock, msg.request, kVhostUserVersion | kFlagReply, reply, {});
 }
 
 absl::Status VhostUserBackendSession::SetVringFd(VhostUserMessage& msg, const char* what,

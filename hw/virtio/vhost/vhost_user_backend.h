@@ -37,7 +37,6 @@
 namespace vdev::vhost {
 
 // Protocol features a backend may offer (VHOST_USER_PROTOCOL_F_*), beyond those in vhost_user.h.
-inline constexpr unsigned kProtocolRarp = 2;
 inline constexpr unsigned kProtocolStatus = 16;
 
 // One ring as the frontend set it up.
@@ -75,7 +74,18 @@ class VhostUserBackendDevice {
   // The frontend asks for the device to be reset (RESET_DEVICE, RESET_OWNER, SET_STATUS(0)).
   virtual void ResetDevice() {}
   // SEND_RARP: announce `mac` on the device's network (virtio-net).
-  virtual void SendRarp(const uint8_t mac[6]) {}
+  virtual absl::Status SendRarp(const uint8_t mac[6]) {
+    return absl::UnimplementedError("the device cannot announce itself");
+  }
+  // GET_CONFIG / SET_CONFIG: the device's configuration space, [offset, offset + size) inside
+  // it (checked by the session against ConfigSize).
+  virtual uint32_t ConfigSize() const { return 0; }
+  virtual std::vector<uint8_t> GetConfig(uint32_t offset, uint32_t size) {
+    return std::vector<uint8_t>(size);
+  }
+  virtual absl::Status SetConfig(uint32_t offset, const std::vector<uint8_t>& data) {
+    return absl::UnimplementedError("the device's configuration is read-only");
+  }
 };
 
 struct BackendLimits {
@@ -84,7 +94,8 @@ struct BackendLimits {
   uint64_t protocol_features =    // offered
       uint64_t{1} << kProtocolMq | uint64_t{1} << kProtocolReplyAck |
       uint64_t{1} << kProtocolConfigureMemSlots | uint64_t{1} << kProtocolResetDevice |
-      uint64_t{1} << kProtocolStatus;
+      uint64_t{1} << kProtocolStatus | uint64_t{1} << kProtocolRarp | uint64_t{1} << kProtocolMtu |
+      uint64_t{1} << kProtocolConfig;
 };
 
 class VhostUserBackendSession {
@@ -103,6 +114,8 @@ class VhostUserBackendSession {
   uint64_t acked_protocol_features() const { return protocol_features_; }
   bool owned() const { return owner_; }
   uint8_t status() const { return status_; }
+  // NET_SET_MTU's value (0: none sent).
+  uint32_t mtu() const { return mtu_; }
   const GuestMemory& memory() const { return *mem_; }
   const BackendRing& ring(uint32_t index) const { return rings_[index]; }
   uint32_t num_rings() const { return static_cast<uint32_t>(rings_.size()); }
@@ -119,6 +132,7 @@ class VhostUserBackendSession {
   absl::Status SetMemTable(const VhostUserMessage& msg);
   absl::Status AddMemReg(VhostUserMessage& msg);
   absl::Status RemMemReg(const VhostUserMessage& msg);
+  absl::Status Config(int sock, const VhostUserMessage& msg);
   // Replaces guest memory with `regions` (fds in the same order), all or nothing.
   absl::Status MapRegions(const std::vector<Region>& regions, std::vector<UniqueFd> fds);
   // A duplicate of the fd behind the mapped region at `gpa`.
@@ -138,6 +152,7 @@ class VhostUserBackendSession {
   bool features_set_ = false;
   uint64_t protocol_features_ = 0;
   uint8_t status_ = 0;
+  uint32_t mtu_ = 0;
   std::vector<Region> regions_;
   std::unique_ptr<GuestMemory> mem_;
   std::vector<BackendRing> rings_;

@@ -20,7 +20,7 @@ constexpr absl::Duration kServerWait = absl::Seconds(30);
 constexpr uint64_t kWantedProtocol =
     (uint64_t{1} << kProtocolMq) | (uint64_t{1} << kProtocolReplyAck) |
     (uint64_t{1} << kProtocolMtu) | (uint64_t{1} << kProtocolResetDevice) |
-    (uint64_t{1} << kProtocolConfigureMemSlots);
+    (uint64_t{1} << kProtocolConfigureMemSlots) | (uint64_t{1} << kProtocolRarp);
 
 bool ConnectionLost(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable ||
@@ -249,6 +249,14 @@ absl::Status VhostUserNetdev::Op(const std::function<absl::Status(VhostUserClien
 absl::Status VhostUserNetdev::SetMtu(uint16_t mtu) {
   if (!(protocol_features() >> kProtocolMtu & 1)) return absl::OkStatus();
   return Op([mtu](VhostUserClient& c) { return c.SetU64(VhostUserRequest::kNetSetMtu, mtu); });
+}
+
+absl::Status VhostUserNetdev::SendRarp(const uint8_t mac[6]) {
+  if (!(protocol_features() >> kProtocolRarp & 1)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name(), ": the vhost-user backend did not take the RARP protocol feature"));
+  }
+  return Op([mac](VhostUserClient& c) { return c.SendRarp(mac); });
 }
 
 absl::Status VhostUserNetdev::ResetDevice() {

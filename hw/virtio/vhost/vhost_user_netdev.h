@@ -55,6 +55,9 @@ class VhostUserNetdev : public net::Netdev, public VhostBackend {
   absl::Status SetMtu(uint16_t mtu) override;
   // RESET_DEVICE when negotiated (else nothing: the rings are stopped already).
   absl::Status ResetDevice() override;
+  // SEND_RARP: the backend announces `mac` on its network (QEMU sends it after a migration for
+  // a guest without GUEST_ANNOUNCE). FailedPrecondition when the backend did not take RARP.
+  absl::Status SendRarp(const uint8_t mac[6]);
 
   // VhostBackend. Unavailable while disconnected; a failure that means the backend is gone
   // (hang-up, timeout) starts the disconnect path.
