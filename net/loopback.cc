@@ -70,6 +70,15 @@ ssize_t Loopback::Inject(const std::vector<uint8_t>& frame, size_t queue) {
   return clients_[queue]->Send(frame.data(), frame.size());
 }
 
+int Loopback::InjectBurst(const std::vector<uint8_t>& frame, int count, size_t queue) {
+  NetClientState& c = *clients_[queue];
+  c.BeginSendBatch();
+  int n = 0;
+  while (n < count && c.Send(frame.data(), frame.size()) > 0) ++n;
+  c.EndSendBatch();
+  return n;
+}
+
 void Loopback::SetCapture(bool on) {
   absl::MutexLock l(&mu_);
   capture_ = on;

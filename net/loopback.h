@@ -32,6 +32,9 @@ class Loopback : public Netdev {
   // Sends `frame` to the NIC on `queue` (from the calling thread). As SendIov: size, 0 queued,
   // -1 dropped.
   ssize_t Inject(const std::vector<uint8_t>& frame, size_t queue = 0);
+  // Sends `count` copies of `frame` as one burst (the NIC publishes them together); returns how
+  // many it took before the first it did not (queued or dropped).
+  int InjectBurst(const std::vector<uint8_t>& frame, int count, size_t queue = 0);
   // Starts keeping a copy of every frame received from the NIC.
   void SetCapture(bool on);
   // Frames captured so far (with the queue each arrived on, when `queues` is given).

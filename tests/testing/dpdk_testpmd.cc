@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -75,7 +76,7 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::s
                                                                     const std::string& mode,
                                                                     bool client,
                                                                     const std::string& lcores,
-                                                                    int queues) {
+                                                                    int queues, int txpkts) {
   const std::string prefix = absl::StrCat("vdevvh", getpid(), "_", next_id++);
   std::vector<std::string> args = Common(prefix, lcores);
   args.push_back("--vdev");
@@ -86,6 +87,7 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::s
     args.push_back(absl::StrCat("--rxq=", queues));
     args.push_back(absl::StrCat("--txq=", queues));
   }
+  if (txpkts > 0) args.push_back(absl::StrCat("--txpkts=", txpkts));
   if (!client) unlink(socket.c_str());
   auto pmd = Spawn(std::move(args));
   if (!pmd.ok() || client) return pmd;
@@ -165,6 +167,17 @@ double TestPmd::LastRxPps() const {
   const size_t at = log.rfind("Rx-pps:");
   if (at == std::string::npos) return -1;
   return std::strtod(log.c_str() + at + 7, nullptr);
+}
+
+double TestPmd::BestPps(const std::string& key) const {
+  const std::string log = Log();
+  double best = 0;
+  int seen = 0;
+  for (size_t at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
+    const double v = std::strtod(log.c_str() + at + key.size(), nullptr);
+    if (++seen > 1) best = std::max(best, v);
+  }
+  return best;
 }
 
 }  // namespace vdev::testing

@@ -35,10 +35,10 @@ class TestPmd {
 
   // A vhost-user backend serving `socket` (returned once the socket exists and testpmd forwards)
   // with forwarding `mode`; with `client`, testpmd connects to a socket we listen on instead.
-  // `lcores` pins testpmd's main and forwarding cores.
+  // `lcores` pins testpmd's main and forwarding cores; `txpkts` is the frame size of txonly.
   static absl::StatusOr<std::unique_ptr<TestPmd>> StartVhostBackend(
       const std::string& socket, const std::string& mode, bool client = false,
-      const std::string& lcores = "0@1,1@0", int queues = 1);
+      const std::string& lcores = "0@1,1@0", int queues = 1, int txpkts = 0);
   // DPDK's virtio-user driver on `socket` (a backend listens there), transmitting `txpkts`-byte
   // frames as fast as it can (txonly), or forwarding what it receives (io, macswap), after a first
   // burst of its own with `tx_first`.
@@ -55,6 +55,9 @@ class TestPmd {
   std::string Log() const;
   // The last "Rx-pps:" figure testpmd printed, or -1.
   double LastRxPps() const;
+  // The best of the once-a-second `key` figures ("Rx-pps:", "Tx-pps:") after the first; 0 if
+  // none.
+  double BestPps(const std::string& key) const;
 
  private:
   static absl::StatusOr<std::unique_ptr<TestPmd>> Spawn(std::vector<std::string> args);

@@ -108,6 +108,13 @@ void VirtIONet::FlushRx(size_t pair) {
   NotifyQueue(index);
 }
 
+void VirtIONet::RxBatch(size_t pair, bool begin) {
+  absl::MutexLock l(&mu_);
+  if (pair >= pairs_.size()) return;
+  pairs_[pair].rx_burst = begin;
+  if (!begin) FlushRx(pair);
+}
+
 void VirtIONet::DirectBatchEnd(size_t pair) {
   absl::MutexLock l(&mu_);
   if (pair < pairs_.size()) FlushRx(pair);
@@ -271,9 +278,14 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
     return 1;
   };
   RxShortfall why = RxShortfall::kNone;
-  const ssize_t r = ReceiveFrames(
-      pair, {.need = total, .max = 1, .with_header = true, .max_iov = SIZE_MAX, .fill = copy},
-      &why);
+  const ssize_t r = ReceiveFrames(pair,
+                                  {.need = total,
+                                   .max = 1,
+                                   .with_header = true,
+                                   .max_iov = SIZE_MAX,
+                                   .fill = copy,
+                                   .defer_flush = pairs_[pair].rx_burst},
+                                  &why);
   if (r != net::NetClientState::kNoDirect) return static_cast<ssize_t>(size);
   switch (why) {
     case RxShortfall::kTooSmall:

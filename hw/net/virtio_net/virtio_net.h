@@ -122,12 +122,16 @@ class VirtIONet : public VirtIODevice {
     std::vector<iovec> tx_iov;
     // Validated copies of the headers of the frames in the current transmit batch.
     std::array<std::array<uint8_t, 12>, 64> tx_hdrs;
-    // Receive completions filled but not yet published (direct receives batch them).
+    // Receive completions filled but not yet published (direct receives batch them, and so do
+    // copied receives inside a sender's burst).
     uint16_t rx_unflushed = 0;
+    bool rx_burst = false;
   };
   // Publishes batched receive completions of `pair` and interrupts if the driver wants it.
   void FlushRx(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DirectBatchEnd(size_t pair);
+  // A sender's burst begins / ends (the end publishes the completions).
+  void RxBatch(size_t pair, bool begin);
   static constexpr uint16_t kRxBatch = 32;
   static constexpr uint16_t kTxHeaders = 64;  // frames per transmit batch
 

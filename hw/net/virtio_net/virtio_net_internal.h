@@ -51,6 +51,10 @@ class VirtIONet::Nic : public net::NetClientState {
   }
   void LinkStatusChanged() override { dev_->LinkChanged(); }
   void DirectBatchEnd() override { dev_->DirectBatchEnd(pair_); }
+  // A sender's burst of frames (ReceiveIov after ReceiveIov): completions are published once,
+  // at its end.
+  void ReceiveBatchBegin() override { dev_->RxBatch(pair_, true); }
+  void ReceiveBatchEnd() override { dev_->RxBatch(pair_, false); }
   void PeerReady() override {}
 
  private:
