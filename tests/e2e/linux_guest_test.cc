@@ -7,6 +7,8 @@
 //
 // Needs root, qemu-system-x86, busybox-static, python3 and the guest kernel that
 // scripts/linux-guest-kernel fetches (scripts/setup runs it); skips with the reason otherwise.
+#include "tests/testing/linux_guest.h"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,54 +35,14 @@
 namespace vdev {
 namespace {
 
+using testing::GuestOptions;
 using ::testing::HasSubstr;
+using testing::HostTscKhz;
+using testing::LinuxGuestInit;
 using ::testing::Not;
 using testing::Shell;
 using testing::Slurp;
 using testing::TestNetns;
-
-std::string GuestDir() {
-  const char* d = getenv("VDEV_LINUX_GUEST_DIR");
-  return d != nullptr ? d : "/var/cache/vdev/linux-guest";
-}
-
-std::string SkipReason() {
-  if (std::string why = testing::NetnsSkipReason(); !why.empty()) return why;
-  if (Shell("command -v qemu-system-x86_64") != 0) return "qemu-system-x86 is not installed";
-  if (access("/bin/busybox", X_OK) != 0) return "busybox-static is not installed";
-  if (access((GuestDir() + "/vmlinuz").c_str(), R_OK) != 0) {
-    return "no guest kernel in " + GuestDir() + " (scripts/linux-guest-kernel fetches it)";
-  }
-  return "";
-}
-
-// The host's TSC rate in kHz (TCG's guest TSC is the host's), from /proc/cpuinfo.
-long HostTscKhz() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("cpu MHz", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return std::lround(std::stod(line.substr(colon + 1)) * 1000);
-    }
-  }
-  return 0;
-}
-
-// The guest's /init: load virtio from the kernel's modules, run `body`, power off.
-std::string Init(const std::string& modules, const std::string& body) {
-  return absl::StrCat(R"(#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci )",
-                      modules, R"(; do
-  [ -f /mod/$m.ko ] && insmod /mod/$m.ko
-done
-)",
-                      body, "echo GUEST-DONE\npoweroff -f\n");
-}
 
 // eth0 up, ping the host side, fetch the file and print its checksum.
 constexpr char kNetBody[] = R"INIT(ip link set eth0 up
@@ -122,19 +84,10 @@ constexpr char kRngBody[] =
 echo "GUEST-RNG-BYTES $(timeout 30 dd if=/dev/hwrng bs=256 count=4 2>/dev/null | wc -c)"
 )INIT";
 
-// How the guest is booted.
-struct GuestOptions {
-  int cpus = 1;
-  std::string machine = "pc";
-  std::string append;   // more kernel command line
-  std::string chardev;  // more options of the vhost-user chardev (",reconnect=1")
-};
-
 class LinuxGuestTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
-    dir_ = absl::StrCat(::testing::TempDir(), "/vdev_linux_", getpid());
+    if (std::string why = testing::LinuxGuestSkipReason(); !why.empty()) GTEST_SKIP() << why;
     sock_ = dir_ + "/vu.sock";
     Shell("rm -rf " + dir_);
     ASSERT_EQ(mkdir(dir_.c_str(), 0755), 0);
@@ -149,7 +102,8 @@ class LinuxGuestTest : public ::testing::Test {
     ASSERT_TRUE(ns_.StartHttp(dir_).ok());
   }
   void TearDown() override {
-    for (pid_t* pid : {&qemu_pid_, &vdev_pid_}) testing::KillAndReap(pid);
+    guest_.Kill();
+    testing::KillAndReap(&vdev_pid_);
     if (!dir_.empty()) Shell("rm -rf " + dir_);
   }
   // Everything the three processes said, for a failure message.
@@ -169,18 +123,8 @@ class LinuxGuestTest : public ::testing::Test {
     return Slurp(dir_ + "/vdev.out");
   }
   void BuildInitrd(const std::string& init) {
-    const std::string root = dir_ + "/root";
-    ASSERT_EQ(Shell(absl::StrCat("mkdir -p ", root, "/bin ", root, "/mod ", root, "/proc ", root,
-                                 "/sys ", root, "/dev")),
-              0);
-    ASSERT_EQ(Shell(absl::StrCat("cp /bin/busybox ", root, "/bin/busybox")), 0);
-    ASSERT_EQ(Shell(absl::StrCat("cp ", GuestDir(), "/modules/*.ko ", root, "/mod/")), 0);
-    std::ofstream(root + "/init") << init;
-    ASSERT_EQ(chmod((root + "/init").c_str(), 0755), 0);
-    ASSERT_EQ(
-        Shell(absl::StrCat("cd ", root, " && find . | /bin/busybox cpio -o -H newc | gzip -1 > ",
-                           dir_, "/initrd.gz")),
-        0);
+    absl::Status s = guest_.BuildInitrd(init);
+    ASSERT_TRUE(s.ok()) << s;
   }
   // `vdev serve` in the namespace (it opens the TAP there), listening on the socket, with
   // `extra` options (the netdev and the device on the backend's bus).
@@ -202,56 +146,26 @@ class LinuxGuestTest : public ::testing::Test {
   }
   // Boots the guest with `device` on the vhost-user chardev and waits for it to power off;
   // returns its console.
-  std::string RunGuest(const std::vector<std::string>& device, const GuestOptions& o = {}) {
-    std::vector<std::string> argv = {"qemu-system-x86_64",
-                                     "-nodefaults",
-                                     "-no-user-config",
-                                     "-display",
-                                     "none",
-                                     "-no-reboot",
-                                     "-accel",
-                                     "tcg",
-                                     "-M",
-                                     o.machine + ",memory-backend=mem0",
-                                     "-smp",
-                                     std::to_string(o.cpus),
-                                     "-m",
-                                     "256M",
-                                     "-object",
-                                     "memory-backend-memfd,id=mem0,size=256M,share=on",
-                                     "-kernel",
-                                     GuestDir() + "/vmlinuz",
-                                     "-initrd",
-                                     dir_ + "/initrd.gz",
-                                     "-append",
-                                     "console=ttyS0 panic=-1 quiet " + o.append,
-                                     "-serial",
-                                     "file:" + dir_ + "/console.log",
-                                     "-chardev",
-                                     "socket,id=vhu0,path=" + sock_ + o.chardev};
-    argv.insert(argv.end(), device.begin(), device.end());
-    qemu_pid_ = testing::Spawn(argv, dir_ + "/qemu.log");
-    const absl::Time deadline = absl::Now() + absl::Seconds(150);
-    int status = 0;
-    while (absl::Now() < deadline) {
-      if (waitpid(qemu_pid_, &status, WNOHANG) == qemu_pid_) {
-        qemu_pid_ = 0;
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
+  std::string RunGuest(const std::vector<std::string>& device, GuestOptions o = {}) {
+    o.socket = sock_;
+    absl::StatusOr<std::string> console = guest_.Run(device, o);
+    if (!console.ok()) {
+      ADD_FAILURE() << console.status();
+      return std::string(console.status().message());
     }
-    EXPECT_EQ(qemu_pid_, 0) << "the guest did not power off in time";
-    return Slurp(dir_ + "/console.log");
+    return *console;
   }
 
   TestNetns ns_{"vdevlg", "vlg"};
-  std::string dir_, sock_, sum_;
-  pid_t vdev_pid_ = 0, qemu_pid_ = 0;
+  std::string dir_ = absl::StrCat(::testing::TempDir(), "/vdev_linux_", getpid());
+  std::string sock_, sum_;
+  pid_t vdev_pid_ = 0;
+  testing::LinuxGuest guest_{dir_};
 };
 
 TEST_F(LinuxGuestTest, LinuxVirtioNetThroughOurVhostUserBackendFetchesAFileIntact) {
   MakeNetwork();
-  BuildInitrd(Init("failover net_failover virtio_net", kNetBody));
+  BuildInitrd(LinuxGuestInit("failover net_failover virtio_net", kNetBody));
   StartBackend({"-netdev", "tap,id=n0,ifname=" + ns_.tap(), "-device",
                 "virtio-net-device,bus=vu0.0,netdev=n0"});
   // vectors=0: with MSI-X, QEMU 7.2 under TCG crashes on a vhost-user NIC.
@@ -274,7 +188,7 @@ TEST_F(LinuxGuestTest, LinuxVirtioNetThroughOurVhostUserBackendFetchesAFileIntac
 // traffic both ways.
 TEST_F(LinuxGuestTest, TwoQueuePairsBothCarryTheGuestsTraffic) {
   MakeNetwork(/*queues=*/2);
-  BuildInitrd(Init("failover net_failover virtio_net", kMqBody));
+  BuildInitrd(LinuxGuestInit("failover net_failover virtio_net", kMqBody));
   StartBackend({"-netdev", "tap,id=n0,queues=2,ifname=" + ns_.tap(), "-device",
                 "virtio-net-device,bus=vu0.0,netdev=n0,mq=on"});
   const std::string console =
@@ -305,7 +219,7 @@ TEST_F(LinuxGuestTest, TwoQueuePairsBothCarryTheGuestsTraffic) {
 // TSC's rate rather than left to calibrate it on a busy host.
 TEST_F(LinuxGuestTest, MicrovmVirtioMmioThroughOurVhostUserBackendFetchesAFileIntact) {
   MakeNetwork();
-  BuildInitrd(Init("virtio_mmio failover net_failover virtio_net", kNetBody));
+  BuildInitrd(LinuxGuestInit("virtio_mmio failover net_failover virtio_net", kNetBody));
   StartBackend({"-netdev", "tap,id=n0,ifname=" + ns_.tap(), "-device",
                 "virtio-net-device,bus=vu0.0,netdev=n0"});
   const std::string console = RunGuest(
@@ -333,7 +247,7 @@ TEST_F(LinuxGuestTest, ABackendKilledMidDownloadAndRestartedTheDownloadCompletes
   ASSERT_EQ(Shell(ns_.Exec("tc qdisc add dev " + ns_.tap() +
                            " root tbf rate 6mbit burst 16kb latency 400ms")),
             0);
-  BuildInitrd(Init("failover net_failover virtio_net", kReconnectBody));
+  BuildInitrd(LinuxGuestInit("failover net_failover virtio_net", kReconnectBody));
   const std::vector<std::string> backend = {"-netdev", "tap,id=n0,ifname=" + ns_.tap(), "-device",
                                             "virtio-net-device,bus=vu0.0,netdev=n0"};
   StartBackend(backend);
@@ -371,7 +285,7 @@ TEST_F(LinuxGuestTest, ABackendKilledMidDownloadAndRestartedTheDownloadCompletes
 // reading /dev/hwrng.
 TEST_F(LinuxGuestTest, LinuxVirtioRngThroughOurVhostUserBackend) {
   ASSERT_TRUE(ns_.Create({.configure = false}).ok());  // `vdev serve` runs in a namespace
-  BuildInitrd(Init("virtio-rng", kRngBody));
+  BuildInitrd(LinuxGuestInit("virtio-rng", kRngBody));
   StartBackend({"-device", "virtio-rng-device,bus=vu0.0"});
   const std::string console = RunGuest({"-device", "vhost-user-rng-pci,chardev=vhu0"});
   const std::string logs =

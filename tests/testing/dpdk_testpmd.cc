@@ -1,6 +1,7 @@
 #include "tests/testing/dpdk_testpmd.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -18,6 +19,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/base/status_macros.h"
+#include "core/base/unique_fd.h"
 
 namespace vdev::testing {
 namespace {
@@ -39,7 +42,16 @@ std::vector<std::string> PmdArgs(const std::string& mode) {
 
 bool TestPmd::Available() { return access(kBinary, X_OK) == 0; }
 
-absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::Spawn(std::vector<std::string> args) {
+absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::Spawn(std::vector<std::string> args,
+                                                        const std::string& netns) {
+  UniqueFd ns;
+  if (!netns.empty()) {
+    ns = UniqueFd(open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns.valid()) {
+      return absl::NotFoundError(
+          absl::StrCat("network namespace ", netns, ": ", std::strerror(errno)));
+    }
+  }
   char tmpl[] = "/tmp/vdev-testpmd-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
   auto pmd = std::unique_ptr<TestPmd>(new TestPmd);
@@ -63,6 +75,7 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::Spawn(std::vector<std::string>
       dup2(out, 2);
     }
     if (in >= 0) dup2(in, 0);
+    if (ns.valid() && setns(ns.get(), CLONE_NEWNET) != 0) _exit(126);
     mkdir(runtime.c_str(), 0700);
     setenv("RUNTIME_DIRECTORY", runtime.c_str(), 1);
     execv(argv[0], argv.data());
@@ -91,24 +104,47 @@ absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostBackend(const std::s
   if (!client) unlink(socket.c_str());
   auto pmd = Spawn(std::move(args));
   if (!pmd.ok() || client) return pmd;
+  VDEV_RETURN_IF_ERROR((*pmd)->WaitForwarding(socket));
+  return pmd;
+}
+
+absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVhostToTap(const std::string& socket,
+                                                                  const std::string& tap,
+                                                                  const std::string& netns,
+                                                                  const std::string& lcores) {
+  const std::string prefix = absl::StrCat("vdevvt", getpid(), "_", next_id++);
+  std::vector<std::string> args = Common(prefix, lcores);
+  args.push_back("--vdev");
+  args.push_back(absl::StrCat("net_vhost0,iface=", socket, ",queues=1"));
+  args.push_back("--vdev");
+  args.push_back(absl::StrCat("net_tap0,iface=", tap));
+  for (std::string& a : PmdArgs("io")) args.push_back(std::move(a));
+  unlink(socket.c_str());
+  auto pmd = Spawn(std::move(args), netns);
+  if (!pmd.ok()) return pmd;
+  VDEV_RETURN_IF_ERROR((*pmd)->WaitForwarding(socket));
+  return pmd;
+}
+
+absl::Status TestPmd::WaitForwarding(const std::string& socket) {
   // Ready when its socket exists and forwarding runs. (The socket appears when the port is
   // configured, before it is started; a frontend that completes the handshake in between can
   // leave the PMD's queues bound to no device, and nothing is ever forwarded.)
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (access(socket.c_str(), F_OK) != 0 ||
-         (*pmd)->Log().find("packet forwarding - ports=") == std::string::npos) {
+         Log().find("packet forwarding - ports=") == std::string::npos) {
     int status;
-    if (waitpid((*pmd)->pid_, &status, WNOHANG) == (*pmd)->pid_) {
-      (*pmd)->pid_ = -1;
-      return absl::InternalError(absl::StrCat("testpmd exited early:\n", (*pmd)->Log()));
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat("testpmd exited early:\n", Log()));
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(
-          absl::StrCat("testpmd did not create ", socket, ":\n", (*pmd)->Log()));
+          absl::StrCat("testpmd did not create ", socket, ":\n", Log()));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return pmd;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<TestPmd>> TestPmd::StartVirtioUser(const std::string& socket,

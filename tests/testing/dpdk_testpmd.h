@@ -39,6 +39,12 @@ class TestPmd {
   static absl::StatusOr<std::unique_ptr<TestPmd>> StartVhostBackend(
       const std::string& socket, const std::string& mode, bool client = false,
       const std::string& lcores = "0@1,1@0", int queues = 1, int txpkts = 0);
+  // A vhost-user backend serving `socket` that forwards (io) between the ring and the kernel TAP
+  // `tap` through DPDK's TAP PMD (net_tap, which attaches to a persistent multiqueue TAP of that
+  // name), run inside the network namespace `netns`.
+  static absl::StatusOr<std::unique_ptr<TestPmd>> StartVhostToTap(
+      const std::string& socket, const std::string& tap, const std::string& netns,
+      const std::string& lcores = "0@1,1@0");
   // DPDK's virtio-user driver on `socket` (a backend listens there), transmitting `txpkts`-byte
   // frames as fast as it can (txonly), or forwarding what it receives (io, macswap), after a first
   // burst of its own with `tx_first`.
@@ -60,7 +66,11 @@ class TestPmd {
   double BestPps(const std::string& key) const;
 
  private:
-  static absl::StatusOr<std::unique_ptr<TestPmd>> Spawn(std::vector<std::string> args);
+  // Starts testpmd with `args`, inside the network namespace `netns` if one is named.
+  static absl::StatusOr<std::unique_ptr<TestPmd>> Spawn(std::vector<std::string> args,
+                                                        const std::string& netns = "");
+  // Waits until `socket` exists and forwarding runs.
+  absl::Status WaitForwarding(const std::string& socket);
   pid_t pid_ = -1;
   std::string dir_;  // runtime dir and log
 };
