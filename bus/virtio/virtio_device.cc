@@ -38,6 +38,8 @@ void VirtIODevice::ClassInit(VirtIODeviceClass& k) {
                           "offer VIRTIO_RING_F_INDIRECT_DESC"));
   k.AddProperty(
       qom::Prop("event_idx", &VirtIODevice::event_idx_, true, "offer VIRTIO_RING_F_EVENT_IDX"));
+  k.AddProperty(qom::LinkProp("iothread", &VirtIODevice::iothread_,
+                              "serve the queues on this iothread (default: the notifying thread)"));
 }
 
 VirtIODevice::VirtIODevice() = default;
@@ -59,6 +61,15 @@ void VirtIODevice::Unrealize() {
     absl::MutexLock l(&mu_);
     ResetLocked();
   }
+  if (!doorbells_.empty()) {
+    // On the iothread: after the handler in progress, none runs again.
+    iothread_->loop().RunAndWait([this] {
+      for (auto& d : doorbells_) {
+        if (d != nullptr) d->watch.Reset();
+      }
+    });
+    doorbells_.clear();
+  }
   queues_.clear();
   DeviceState::Unrealize();
 }
@@ -70,7 +81,33 @@ void VirtIODevice::Reset() {
 
 VirtQueue* VirtIODevice::AddQueue(uint16_t max_size) {
   VDEV_CHECK(IsPowerOfTwo(max_size) && max_size <= kMaxQueueSize);
-  queues_.push_back(std::make_unique<VirtQueue>(static_cast<uint16_t>(queues_.size()), max_size));
+  const uint16_t index = static_cast<uint16_t>(queues_.size());
+  queues_.push_back(std::make_unique<VirtQueue>(index, max_size));
+  if (iothread_ != nullptr) {
+    // The queue's doorbell, served on the iothread.
+    auto bell = std::make_unique<Doorbell>();
+    absl::Status s;
+    if (absl::StatusOr<EventNotifier> n = EventNotifier::Create(); n.ok()) {
+      bell->notifier = std::move(*n);
+      iothread_->loop().RunAndWait([&] {
+        auto w =
+            iothread_->loop().WatchNotifier(bell->notifier, [this, index] { DoorbellRang(index); });
+        if (w.ok()) {
+          bell->watch = std::move(*w);
+        } else {
+          s = w.status();
+        }
+      });
+    } else {
+      s = n.status();
+    }
+    if (!s.ok()) {
+      VDEV_LOG(kWarning, "%s: queue %u is served on the notifying thread, not %s: %s",
+               DisplayName(), index, iothread_->name(), std::string(s.message()));
+      bell.reset();
+    }
+    doorbells_.push_back(std::move(bell));
+  }
   return queues_.back().get();
 }
 
@@ -305,7 +342,23 @@ void VirtIODevice::SetFrontendQueues(const std::vector<bool>& enabled) {
 }
 
 void VirtIODevice::Kick(uint16_t index) {
+  if (index < doorbells_.size() && doorbells_[index] != nullptr &&
+      !iothread_->loop().InLoopThread()) {
+    doorbells_[index]->notifier.Set();  // the notifying thread only signals
+    return;
+  }
   absl::MutexLock l(&mu_);
+  KickLocked(index);
+}
+
+void VirtIODevice::DoorbellRang(uint16_t index) {
+  absl::MutexLock l(&mu_);
+  // A doorbell that raced a reset or a stop finds nothing to serve.
+  if (!running() || !started_) return;
+  KickLocked(index);
+}
+
+void VirtIODevice::KickLocked(uint16_t index) {
   if (index >= queues_.size()) {
     VDEV_LOG_GUEST_ERROR(counters(), "bad_queue_notify", "%s: notify of queue %u of %u",
                          DisplayName(), index, queues_.size());

@@ -21,8 +21,22 @@
 //     void HandleQueue(uint16_t index) override { ...Pop / Push / NotifyQueue... }
 //   };
 //
+// Data plane on an iothread ("-object iothread,id=io0 -device virtio-...,iothread=io0", QEMU's
+// virtio-blk iothread): each queue gets a doorbell (an eventfd, QEMU's ioeventfd) served on the
+// iothread's loop. A driver's notify on another thread (a vCPU's MMIO write, a vhost-user kick
+// read on the main loop) only rings the doorbell; the queue is served on the iothread, whose
+// used-buffer notifications leave through the transport from there. Without an iothread a
+// notify runs the queue on the notifying thread, as before.
+//
+// Quiescing: every queue handler runs under the device's lock, and so do reset, status and
+// feature changes, so a reset waits for a handler in progress to finish (drain) and the handler
+// that runs after it finds the device stopped and does nothing (a doorbell that raced a reset is
+// not a guest error). Unrealize drops the doorbells on the iothread itself, after the handler in
+// progress, before the queues go.
+//
 // Thread-safety: transport calls and queue handlers are serialised by the device's lock, which
-// the public methods take; HandleQueue and the other hooks run with it held.
+// the public methods take; HandleQueue and the other hooks run with it held. The doorbells are
+// made at realize and dropped at unrealize, when no driver notifies.
 #ifndef VDEV_BUS_VIRTIO_VIRTIO_DEVICE_H_
 #define VDEV_BUS_VIRTIO_VIRTIO_DEVICE_H_
 
@@ -35,6 +49,8 @@
 #include "absl/synchronization/mutex.h"
 #include "bus/virtio/virtio_bus.h"
 #include "bus/virtio/virtqueue.h"
+#include "core/loop/event_loop.h"
+#include "core/loop/iothread.h"
 #include "core/qdev/device.h"
 
 namespace vdev::virtio {
@@ -107,8 +123,13 @@ class VirtIODevice : public DeviceState {
   // a ring that cannot be activated sets DEVICE_NEEDS_RESET.
   bool StartQueue(uint16_t index, const std::function<bool(VirtQueue&)>& configure);
   // The driver notified queue `index`. Out-of-range queues, a device not running, and a broken
-  // device are ignored and counted.
+  // device are ignored and counted. With an iothread, called on another thread, it rings the
+  // queue's doorbell and returns; the queue is served on the iothread.
   void Kick(uint16_t index);
+  // The iothread serving the queues (property "iothread"), or nullptr.
+  IOThread* iothread() const { return iothread_; }
+  // The loop queue work belongs on: the iothread's, or nullptr (the notifying thread's).
+  EventLoop* queue_loop() const { return iothread_ != nullptr ? &iothread_->loop() : nullptr; }
   // For transports whose frontend keeps the control plane (vhost-user-backend): `enabled` holds,
   // per queue, whether the frontend runs it (SET_VRING_ENABLE on a ring it set up). A device
   // whose queues are grouped through that control plane follows it (virtio-net serves the
@@ -197,6 +218,10 @@ class VirtIODevice : public DeviceState {
 
  private:
   void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kick's checks and the queue's handler.
+  void KickLocked(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A queue's doorbell rang (on the iothread).
+  void DoorbellRang(uint16_t index);
   void StopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const GuestMemory* DmaMemory() const;
   bool ActivateQueues() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -204,6 +229,15 @@ class VirtIODevice : public DeviceState {
   // Properties.
   bool indirect_desc_ = true;
   bool event_idx_ = true;
+  IOThread* iothread_ = nullptr;
+
+  // With an iothread: one doorbell per queue, watched on the iothread (nullptr where it could not
+  // be made: that queue is served on the notifying thread). Written at realize and unrealize only.
+  struct Doorbell {
+    EventNotifier notifier;
+    FdWatch watch;  // on the iothread's loop
+  };
+  std::vector<std::unique_ptr<Doorbell>> doorbells_;
 
   std::vector<std::unique_ptr<VirtQueue>> queues_;
   uint64_t host_features_ = 0;  // fixed at realize

@@ -216,12 +216,15 @@ TEST_F(LinuxGuestTest, TwoQueuePairsBothCarryTheGuestsTraffic) {
 
 // virtio-mmio: QEMU's microvm with a modern virtio-net-device (QEMU's virtio-mmio is legacy unless
 // told otherwise) on the same backend. microvm has no HPET or PM timer: the guest is given the
-// TSC's rate rather than left to calibrate it on a busy host.
+// TSC's rate rather than left to calibrate it on a busy host. The backend's device and TAP run on
+// an iothread.
 TEST_F(LinuxGuestTest, MicrovmVirtioMmioThroughOurVhostUserBackendFetchesAFileIntact) {
   MakeNetwork();
   BuildInitrd(LinuxGuestInit("virtio_mmio failover net_failover virtio_net", kNetBody));
-  StartBackend({"-netdev", "tap,id=n0,ifname=" + ns_.tap(), "-device",
-                "virtio-net-device,bus=vu0.0,netdev=n0"});
+  // The device's queues on an iothread, the TAP on the same one.
+  StartBackend({"-object", "iothread,id=io0", "-netdev",
+                "tap,id=n0,iothread=io0,ifname=" + ns_.tap(), "-device",
+                "virtio-net-device,bus=vu0.0,netdev=n0,iothread=io0"});
   const std::string console = RunGuest(
       {"-global", "virtio-mmio.force-legacy=false", "-netdev", "vhost-user,id=net0,chardev=vhu0",
        "-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"},
@@ -281,12 +284,13 @@ TEST_F(LinuxGuestTest, ABackendKilledMidDownloadAndRestartedTheDownloadCompletes
   EXPECT_THAT(counters, HasSubstr("rx_frames=")) << counters;
 }
 
-// The transport is generic: QEMU's vhost-user-rng-pci on a virtio-rng-device of ours, the guest
-// reading /dev/hwrng.
+// The transport is generic: QEMU's vhost-user-rng-pci on a virtio-rng-device of ours (its queue
+// on an iothread), the guest reading /dev/hwrng.
 TEST_F(LinuxGuestTest, LinuxVirtioRngThroughOurVhostUserBackend) {
   ASSERT_TRUE(ns_.Create({.configure = false}).ok());  // `vdev serve` runs in a namespace
   BuildInitrd(LinuxGuestInit("virtio-rng", kRngBody));
-  StartBackend({"-device", "virtio-rng-device,bus=vu0.0"});
+  StartBackend(
+      {"-object", "iothread,id=io0", "-device", "virtio-rng-device,bus=vu0.0,iothread=io0"});
   const std::string console = RunGuest({"-device", "vhost-user-rng-pci,chardev=vhu0"});
   const std::string logs =
       absl::StrCat("console:\n", console, "\nvdev:\n", Slurp(dir_ + "/vdev.log"), "\nqemu:\n",

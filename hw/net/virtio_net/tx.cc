@@ -132,7 +132,9 @@ void VirtIONet::FlushTx(size_t pair) {
     // Bounded work per turn: the rest from the loop (the guest need not kick again).
     vq->SetNotification(false);
     p.tx_scheduled = true;
-    loop_->Post([this, pair, alive = alive_] {
+    // (On the iothread when the queues have one, else on the backend's loop.)
+    EventLoop* loop = queue_loop() != nullptr ? queue_loop() : loop_;
+    loop->Post([this, pair, alive = alive_] {
       if (!alive->load()) return;
       absl::MutexLock l(&mu_);
       pairs_[pair].tx_scheduled = false;
