@@ -43,6 +43,7 @@ using testing::TestPmd;
 
 int rounds = 3;
 double seconds = 4;
+bool iothread = true;  // the device's queues and its netdev on an iothread that busy-polls
 
 std::vector<uint8_t> Frame(size_t size) {
   std::vector<uint8_t> f(size, 0);
@@ -75,9 +76,11 @@ struct Ours {
     if (!m_or.ok()) return false;
     m = std::move(*m_or);
     auto c = m->ObjectAdd("chardev", "socket,id=c1,server=on,path=" + sock);
-    auto nd = m->ObjectAdd("netdev", "loopback,id=l0,reflect=off");
+    if (iothread && !m->ObjectAdd("object", "iothread,id=io0").ok()) return false;
+    const std::string io = iothread ? ",iothread=io0" : "";
+    auto nd = m->ObjectAdd("netdev", "loopback,id=l0,reflect=off" + io);
     auto d = m->DeviceAdd("vhost-user-backend,id=vu0,chardev=c1");
-    auto n = m->DeviceAdd("virtio-net-device,bus=vu0.0,netdev=l0");
+    auto n = m->DeviceAdd("virtio-net-device,bus=vu0.0,netdev=l0" + io);
     PinTo(1);
     if (!c.ok() || !nd.ok() || !d.ok() || !n.ok()) {
       fprintf(stderr, "vhost_backend_bench: cannot build the backend\n");
@@ -189,11 +192,14 @@ int main(int argc, char** argv) {
       vdev::bench::rounds = std::max(1, atoi(a.c_str() + 9));
     } else if (a.rfind("--seconds=", 0) == 0) {
       vdev::bench::seconds = std::max(0.05, atof(a.c_str() + 10));
+    } else if (a == "--no-iothread") {
+      vdev::bench::iothread = false;
     } else if (a == "64" || a == "1500") {
       sizes.push_back(atoi(a.c_str()));
     } else {
       fprintf(stderr,
-              "vhost_backend_bench: unknown argument '%s' (64 1500 --rounds=N --seconds=S)\n",
+              "vhost_backend_bench: unknown argument '%s' (64 1500 --rounds=N --seconds=S "
+              "--no-iothread)\n",
               argv[i]);
       return 1;
     }

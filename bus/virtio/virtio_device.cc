@@ -90,8 +90,16 @@ VirtQueue* VirtIODevice::AddQueue(uint16_t max_size) {
     if (absl::StatusOr<EventNotifier> n = EventNotifier::Create(); n.ok()) {
       bell->notifier = std::move(*n);
       iothread_->loop().RunAndWait([&] {
-        auto w =
-            iothread_->loop().WatchNotifier(bell->notifier, [this, index] { DoorbellRang(index); });
+        EventLoop::Polling polling;
+        if (Pollable(index)) {
+          polling.poll = [this, index] { return PollQueue(index); };
+          polling.polling = [this, index](bool on) {
+            absl::MutexLock l(&mu_);
+            queues_[index]->SetPolling(on);
+          };
+        }
+        auto w = iothread_->loop().WatchNotifier(
+            bell->notifier, [this, index] { DoorbellRang(index); }, std::move(polling));
         if (w.ok()) {
           bell->watch = std::move(*w);
         } else {
@@ -356,6 +364,18 @@ void VirtIODevice::DoorbellRang(uint16_t index) {
   // A doorbell that raced a reset or a stop finds nothing to serve.
   if (!running() || !started_) return;
   KickLocked(index);
+}
+
+bool VirtIODevice::PollQueue(uint16_t index) {
+  absl::MutexLock l(&mu_);
+  if (!running() || !started_ || DmaMemory() == nullptr) return false;
+  VirtQueue& q = *queues_[index];
+  if (!q.active() || q.broken() || q.Empty()) return false;
+  const uint16_t before = q.last_avail_idx();
+  HandleQueue(index);
+  if (q.broken()) MarkNeedsReset(q.broken_reason());
+  // Progress only when buffers were taken (a queue held by its backend is not).
+  return q.last_avail_idx() != before;
 }
 
 void VirtIODevice::KickLocked(uint16_t index) {

@@ -191,6 +191,10 @@ class VirtIODevice : public DeviceState {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The driver kicked queue `index` of a running device.
   virtual void HandleQueue(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // Whether an iothread that busy-polls may poll queue `index` for new buffers (and serve it
+  // without a kick). Queues whose available buffers wait for something else (receive buffers
+  // waiting for frames) must say no, or the poll would spin on them.
+  virtual bool Pollable(uint16_t index) const { return false; }
   // DRIVER_OK with every queue activated / the device stops (reset, FAILED, NEEDS_RESET).
   virtual void Start() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
   virtual void Stop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
@@ -222,6 +226,9 @@ class VirtIODevice : public DeviceState {
   void KickLocked(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A queue's doorbell rang (on the iothread).
   void DoorbellRang(uint16_t index);
+  // The iothread polls queue `index`: serves it when the driver added buffers; whether it took
+  // any.
+  bool PollQueue(uint16_t index);
   void StopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const GuestMemory* DmaMemory() const;
   bool ActivateQueues() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -40,7 +40,8 @@ void VirtQueue::Reset() {
   event_idx_ = indirect_ = false;
   last_avail_idx_ = shadow_avail_idx_ = used_idx_ = signalled_used_ = 0;
   signalled_used_valid_ = false;
-  notification_enabled_ = true;
+  notification_enabled_ = !polling_;
+  notification_wanted_ = true;
   in_flight_ = 0;
   head_in_flight_.assign(max_size_, false);
   broken_ = false;
@@ -330,7 +331,14 @@ bool VirtQueue::ShouldNotify() {
   return static_cast<uint16_t>(used_idx_ - used_event - 1) < static_cast<uint16_t>(used_idx_ - old);
 }
 
+void VirtQueue::SetPolling(bool polling) {
+  polling_ = polling;
+  SetNotification(notification_wanted_);
+}
+
 void VirtQueue::SetNotification(bool enable) {
+  notification_wanted_ = enable;
+  enable = enable && !polling_;
   notification_enabled_ = enable;
   if (!Fresh()) return;
   if (event_idx_) {

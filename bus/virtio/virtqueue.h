@@ -112,6 +112,11 @@ class VirtQueue {
   // EVENT_IDX this publishes avail_event. After enabling, check for work again (a kick may have
   // been skipped just before).
   void SetNotification(bool enable);
+  // While the device's loop busy-polls this queue (iothread poll-max-ns), kicks stay suppressed
+  // whatever SetNotification asks; when polling ends the last SetNotification wish applies again
+  // (then check for work: a buffer may have come just before).
+  void SetPolling(bool polling);
+  bool polling() const { return polling_; }
   // Whether buffers are available (without popping).
   bool Empty();
 
@@ -163,7 +168,9 @@ class VirtQueue {
   uint16_t used_idx_ = 0;
   uint16_t signalled_used_ = 0;  // used index at the last notification
   bool signalled_used_valid_ = false;
-  bool notification_enabled_ = true;
+  bool notification_enabled_ = true;  // in effect on the ring
+  bool notification_wanted_ = true;   // the device's last SetNotification
+  bool polling_ = false;              // kept across Reset: it is the loop's state, not the ring's
   uint16_t in_flight_ = 0;
   std::vector<bool> head_in_flight_;
   bool broken_ = false;

@@ -24,9 +24,12 @@ struct LoopEntry {
   int fd = -1;
   uint32_t events = 0;  // current interest; 0: not in the epoll set
   std::function<void(uint32_t)> cb;
-  UniqueFd owned_fd;      // a Timer's timerfd
-  bool armed = false;     // Timer only
-  bool periodic = false;  // Timer only
+  UniqueFd owned_fd;                    // a Timer's timerfd
+  bool armed = false;                   // Timer only
+  bool periodic = false;                // Timer only
+  bool removed = false;                 // unregistered during the current iteration
+  std::function<bool()> poll;           // busy polling (a notifier watch)
+  std::function<void(bool)> poll_mode;  // polling began / ended
 };
 }  // namespace internal
 
@@ -253,6 +256,8 @@ void EventLoop::RemoveEntry(LoopEntry* e) {
   if (e->events != 0) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, e->fd, nullptr);
   auto it = entries_.find(e->id);
   VDEV_CHECK(it != entries_.end());
+  e->removed = true;
+  if (e->poll) --num_pollers_;
   std::unique_ptr<LoopEntry> owned = std::move(it->second);
   entries_.erase(it);
   // During an iteration the entry's callback may be the one running: keep it alive until the end.
@@ -291,6 +296,48 @@ absl::StatusOr<FdWatch> EventLoop::WatchNotifier(EventNotifier& notifier,
     uint64_t value;
     if (ReadCounter(fd, &value)) cb();
   });
+}
+
+absl::StatusOr<FdWatch> EventLoop::WatchNotifier(EventNotifier& notifier, std::function<void()> cb,
+                                                 Polling polling) {
+  VDEV_ASSIGN_OR_RETURN(FdWatch w, WatchNotifier(notifier, std::move(cb)));
+  if (polling.poll) {
+    w.entry_->poll = std::move(polling.poll);
+    w.entry_->poll_mode = std::move(polling.polling);
+    ++num_pollers_;
+  }
+  return w;
+}
+
+bool EventLoop::PollWindow() {
+  poll_scratch_.clear();
+  for (auto& [id, e] : entries_) {
+    if (e->poll) poll_scratch_.push_back(e.get());
+  }
+  auto tell = [this](bool on) {
+    for (LoopEntry* e : poll_scratch_) {
+      if (!e->removed && e->poll_mode) e->poll_mode(on);
+    }
+  };
+  auto poll_all = [this] {
+    bool progress = false;
+    for (LoopEntry* e : poll_scratch_) {
+      if (!e->removed && e->poll()) progress = true;
+    }
+    return progress;
+  };
+  if (!polling_) {
+    polling_ = true;
+    tell(true);
+  }
+  const absl::Time deadline =
+      absl::Now() + absl::Nanoseconds(poll_max_ns_.load(std::memory_order_relaxed));
+  do {
+    if (poll_all()) return true;
+  } while (absl::Now() < deadline);
+  polling_ = false;
+  tell(false);
+  return poll_all();
 }
 
 absl::StatusOr<Timer> EventLoop::AddTimer(std::function<void()> cb) {
@@ -343,8 +390,14 @@ absl::Status EventLoop::RunOnce(absl::Duration timeout) {
   VDEV_CHECK(!was_running && "EventLoop::RunOnce re-entered or run by two threads");
   owner_.store(std::this_thread::get_id(), std::memory_order_release);
 
+  int wait_ms = TimeoutMs(timeout);
+  if (wait_ms != 0 && num_pollers_ > 0 && poll_max_ns_.load(std::memory_order_relaxed) > 0) {
+    if (PollWindow()) wait_ms = 0;  // progress: serve the rest without blocking, then poll again
+  } else if (polling_ && num_pollers_ == 0) {
+    polling_ = false;
+  }
   epoll_event events[kMaxEvents];
-  int n = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, TimeoutMs(timeout));
+  int n = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, wait_ms);
   if (n < 0) {
     const int err = errno;
     if (err != EINTR) {

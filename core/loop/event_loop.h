@@ -12,6 +12,15 @@
 //     that re-posts itself does not starve fd handlers.
 // EventNotifier is an eventfd, the cross-thread doorbell of QEMU's event_notifier.
 //
+// Busy polling (QEMU's aio polling with poll-max-ns): a notifier watch may carry a poll function
+// (is there work? serve it, say whether it made progress) and a mode callback. With
+// SetPollMaxNs(ns > 0), an iteration that would block first calls the poll functions for up to
+// ns, telling the watches that polling began (a virtqueue then suppresses the driver's kicks);
+// progress ends the window early (the iteration then serves fds and deferred work without
+// blocking, and the next one polls again); a window without progress tells the watches that
+// polling ended, polls once more (work may have arrived as kicks were re-enabled) and blocks.
+// Fd handlers and deferred work wait at most one window.
+//
 // One iteration (RunOnce) is: one epoll_wait, then the fd and timer callbacks that are ready,
 // then the deferred batch. Callbacks may add and remove any registration, including their own:
 // a registration removed during an iteration is skipped for the rest of it and freed at its end.
@@ -146,6 +155,18 @@ class EventLoop {
   absl::StatusOr<FdWatch> WatchFd(int fd, uint32_t events, std::function<void(uint32_t)> cb);
   // Calls `cb` each time `notifier` is set, after clearing it. `notifier` must outlive the watch.
   absl::StatusOr<FdWatch> WatchNotifier(EventNotifier& notifier, std::function<void()> cb);
+  // The same with a poll function and a mode callback for busy polling (see the file comment):
+  // `poll` serves what it finds and returns whether it made progress; `polling(true / false)`
+  // when a polling window starts / ends. Both run on the loop thread.
+  struct Polling {
+    std::function<bool()> poll;
+    std::function<void(bool)> polling;
+  };
+  absl::StatusOr<FdWatch> WatchNotifier(EventNotifier& notifier, std::function<void()> cb,
+                                        Polling polling);
+  // The busy-poll window in ns (0: never poll). Thread-safe; takes effect at the next iteration.
+  void SetPollMaxNs(uint64_t ns) { poll_max_ns_.store(ns, std::memory_order_relaxed); }
+  uint64_t poll_max_ns() const { return poll_max_ns_.load(std::memory_order_relaxed); }
   // A disarmed timer that calls `cb` on the loop thread when it expires.
   absl::StatusOr<Timer> AddTimer(std::function<void()> cb);
 
@@ -187,18 +208,24 @@ class EventLoop {
   void ArmTimer(internal::LoopEntry* e, absl::Duration after, absl::Duration period);
   void Wake();
   void DrainWake();
+  // The busy-poll window before a blocking wait; true when a poll function made progress.
+  bool PollWindow();
 
   const UniqueFd epoll_fd_;
   const UniqueFd wake_fd_;  // eventfd in the epoll set: rung by Post() and Quit()
   std::atomic<std::thread::id> owner_;
   std::atomic<bool> running_{false};
   std::atomic<bool> quit_{false};
+  std::atomic<uint64_t> poll_max_ns_{0};
 
   // Loop-thread state.
   uint64_t next_id_ = 1;  // 0 is the wake fd
   absl::flat_hash_map<uint64_t, std::unique_ptr<internal::LoopEntry>> entries_;
   // Entries removed during an iteration; freed when it ends (their callback may be running).
   std::vector<std::unique_ptr<internal::LoopEntry>> graveyard_;
+  size_t num_pollers_ = 0;  // entries with a poll function
+  bool polling_ = false;    // inside a run of polling windows (the watches were told)
+  std::vector<internal::LoopEntry*> poll_scratch_;
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);

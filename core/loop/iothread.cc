@@ -21,7 +21,7 @@ constexpr uint64_t kDefaultPollMaxNs = 32768;
 void IOThread::ClassInit(qom::ObjectClass& k) {
   k.description = "a thread with its own event loop for device data planes";
   k.AddProperty(qom::Prop("poll-max-ns", &IOThread::poll_max_ns_, kDefaultPollMaxNs,
-                          "maximum busy-poll time in ns (accepted, not used)"));
+                          "busy-poll window in ns before the thread blocks (0: never poll)"));
 }
 
 IOThread::~IOThread() {
@@ -37,6 +37,7 @@ absl::Status IOThread::Complete() {
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Annotate(loop.status(), context);
   loop_ = std::move(*loop);
+  loop_->SetPollMaxNs(poll_max_ns_);
 
   // Linux limits thread names to 15 characters.
   std::string thread_name = absl::StrCat("IO ", name()).substr(0, 15);

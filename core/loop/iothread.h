@@ -6,7 +6,9 @@
 // links to cannot be deleted (object-del refuses while links point at it), so a device's
 // registrations, which it drops on unrealize, never outlive the loop.
 //
-// poll-max-ns is accepted and stored for QEMU compatibility; the loop does not busy-poll.
+// poll-max-ns (QEMU's default, 32768) is the loop's busy-poll window (EventLoop::SetPollMaxNs):
+// before it blocks, the thread polls the queues of the devices it serves for that long (a fixed
+// window, where QEMU grows and shrinks it). 0 turns polling off.
 //
 // Example:
 //   VDEV_ASSIGN_OR_RETURN(qom::Object* o, machine->ObjectAdd("object", "iothread,id=io0"));

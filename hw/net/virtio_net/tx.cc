@@ -143,6 +143,10 @@ void VirtIONet::FlushTx(size_t pair) {
   }
 }
 
+bool VirtIONet::Pollable(uint16_t index) const {
+  return index % 2 == 1 && index < 2 * num_pairs_;  // transmit queues, not the control queue
+}
+
 void VirtIONet::TxComplete(size_t pair) {
   absl::MutexLock l(&mu_);
   if (pair >= pairs_.size()) return;
