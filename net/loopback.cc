@@ -34,6 +34,7 @@ absl::Status Loopback::Complete() {
         absl::StrCat("loopback '", name(), "': queues must be 1..256, got ", queues_));
   }
   (void)loop();  // bound now, while the object is in the machine's tree
+  counts_ = std::make_unique<QueueCount[]>(queues_);
   for (uint32_t q = 0; q < queues_; ++q) {
     clients_.push_back(
         std::make_unique<Client>(this, q, queues_ == 1 ? name() : absl::StrCat(name(), ".", q)));
@@ -43,19 +44,20 @@ absl::Status Loopback::Complete() {
 
 ssize_t Loopback::Received(size_t queue, const iovec* iov, int n) {
   const size_t size = IovSize(iov, n);
-  frames_.fetch_add(1, std::memory_order_relaxed);
-  bytes_.fetch_add(size, std::memory_order_relaxed);
+  // One sender per queue at a time (its NIC queue, under the NIC's lock): no read-modify-write.
+  QueueCount& c = counts_[queue];
+  c.frames.store(c.frames.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  c.bytes.store(c.bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
   std::vector<uint8_t> copy;
-  {
+  const bool capture = capture_.load(std::memory_order_acquire);
+  if (capture || reflect_) {
+    copy.resize(size);
+    IovToBuf(iov, n, 0, copy.data(), size);
+  }
+  if (capture) {  // counting alone takes no lock
     absl::MutexLock l(&mu_);
-    if (capture_ || reflect_) {
-      copy.resize(size);
-      IovToBuf(iov, n, 0, copy.data(), size);
-    }
-    if (capture_) {
-      captured_.push_back(copy);
-      captured_queues_.push_back(queue);
-    }
+    captured_.push_back(copy);
+    captured_queues_.push_back(queue);
   }
   if (reflect_) {
     // Not from inside the NIC's transmit path (it holds the NIC's lock): from the loop.
@@ -64,6 +66,22 @@ ssize_t Loopback::Received(size_t queue, const iovec* iov, int n) {
     });
   }
   return static_cast<ssize_t>(size);
+}
+
+uint64_t Loopback::frames() const {
+  uint64_t n = 0;
+  for (uint32_t q = 0; counts_ != nullptr && q < queues_; ++q) {
+    n += counts_[q].frames.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+uint64_t Loopback::bytes() const {
+  uint64_t n = 0;
+  for (uint32_t q = 0; counts_ != nullptr && q < queues_; ++q) {
+    n += counts_[q].bytes.load(std::memory_order_relaxed);
+  }
+  return n;
 }
 
 ssize_t Loopback::Inject(const std::vector<uint8_t>& frame, size_t queue) {
@@ -81,7 +99,7 @@ int Loopback::InjectBurst(const std::vector<uint8_t>& frame, int count, size_t q
 
 void Loopback::SetCapture(bool on) {
   absl::MutexLock l(&mu_);
-  capture_ = on;
+  capture_.store(on, std::memory_order_release);
 }
 
 std::vector<std::vector<uint8_t>> Loopback::TakeCaptured(std::vector<size_t>* queues) {

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -42,8 +43,8 @@ class Loopback : public Netdev {
   // Waits (up to `timeout`) until at least `n` frames are captured.
   bool WaitCaptured(size_t n, absl::Duration timeout);
 
-  uint64_t frames() const { return frames_.load(std::memory_order_relaxed); }
-  uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  uint64_t frames() const;
+  uint64_t bytes() const;
   bool reflect() const { return reflect_; }
 
  private:
@@ -52,10 +53,14 @@ class Loopback : public Netdev {
 
   bool reflect_ = true;
   uint32_t queues_ = 1;
-  std::atomic<uint64_t> frames_{0};
-  std::atomic<uint64_t> bytes_{0};
+  // What the loopback received, per queue (each on its own cache line).
+  struct alignas(64) QueueCount {
+    std::atomic<uint64_t> frames{0};
+    std::atomic<uint64_t> bytes{0};
+  };
+  std::unique_ptr<QueueCount[]> counts_;  // queues_ of them, from Complete()
   absl::Mutex mu_;
-  bool capture_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> capture_{false};
   std::vector<std::vector<uint8_t>> captured_ ABSL_GUARDED_BY(mu_);
   std::vector<size_t> captured_queues_ ABSL_GUARDED_BY(mu_);
 };

@@ -118,6 +118,11 @@ absl::Status GuestMemory::AddHostMemory(GuestAddr gpa, uint64_t size, void* host
 }
 
 int GuestMemory::FindRegion(uint64_t addr) const {
+  const uint32_t h = hint_.load(std::memory_order_relaxed);
+  if (h < regions_.size()) {
+    const GuestRamRegion& r = regions_[h];
+    if (addr >= r.gpa.value() && addr - r.gpa.value() < r.size) return static_cast<int>(h);
+  }
   // Last region starting at or below addr.
   size_t lo = 0, hi = regions_.size();
   while (lo < hi) {
@@ -131,6 +136,7 @@ int GuestMemory::FindRegion(uint64_t addr) const {
   if (lo == 0) return -1;
   const GuestRamRegion& r = regions_[lo - 1];
   if (addr - r.gpa.value() >= r.size) return -1;
+  hint_.store(static_cast<uint32_t>(lo - 1), std::memory_order_relaxed);
   return static_cast<int>(lo - 1);
 }
 

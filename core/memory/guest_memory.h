@@ -27,6 +27,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -118,7 +119,9 @@ class GuestMemory {
   absl::Status Insert(GuestRamRegion r, bool owned_mapping);
 
   std::vector<GuestRamRegion> regions_;  // sorted by gpa, non-overlapping
-  std::vector<bool> owns_mapping_;       // parallel to regions_: munmap on removal
+  // The region of the last successful lookup, tried first (a data plane mostly touches one).
+  mutable std::atomic<uint32_t> hint_{0};
+  std::vector<bool> owns_mapping_;  // parallel to regions_: munmap on removal
   uint64_t generation_ = 0;
 };
 

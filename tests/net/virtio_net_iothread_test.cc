@@ -117,8 +117,8 @@ TEST_F(VirtioNetIOThreadTest, ReflectedTrafficComesBackInOrderWithTheNetdevOnThe
 // frame queued without a kick waits for one.
 TEST_F(VirtioNetIOThreadTest, APollingIOThreadSendsWithoutAKickAndSuppressesKicks) {
   Build("loopback,id=n0,reflect=off", "virtio-net-pci,netdev=n0,iothread=io0",
-        "iothread,id=io0,poll-max-ns=200000000");  // 200 ms windows
-  ASSERT_TRUE(drv_->Init(kVersion1));              // no EVENT_IDX: the flag says it
+        "iothread,id=io0,poll-max-ns=2000000000");  // 2 s windows
+  ASSERT_TRUE(drv_->Init(kVersion1));               // no EVENT_IDX: the flag says it
   lo_->SetCapture(true);
   ASSERT_TRUE(drv_->Send(0, FrameTo(kOtherMac, 60)));  // a kick wakes the iothread; it polls on
   ASSERT_TRUE(lo_->WaitCaptured(1, kWait));

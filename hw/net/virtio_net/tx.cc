@@ -48,7 +48,8 @@ void VirtIONet::FlushTx(size_t pair) {
   uint8_t hdr[sizeof(virtio_net_hdr_mrg_rxbuf)];
   std::vector<iovec>& iov = p.tx_iov;
   uint32_t sent = 0;
-  uint16_t done = 0;  // completions filled, published together
+  uint64_t frames = 0, bytes = 0;  // counted once per turn, not per frame
+  uint16_t done = 0;               // completions filled, published together
   bool more = false;
   // The backend may batch the frames (one system call); their buffers stay the guest's until the
   // batch ends, so it ends before every publication of used buffers.
@@ -60,6 +61,16 @@ void VirtIONet::FlushTx(size_t pair) {
   auto end = [peer] {
     if (peer != nullptr) peer->ReceiveBatchEnd();
   };
+  struct Count {  // publishes the turn's counts however the turn ends
+    Counter* frames_counter;
+    Counter* bytes_counter;
+    uint64_t& frames;
+    uint64_t& bytes;
+    ~Count() {
+      if (frames != 0) frames_counter->Add(frames);
+      if (bytes != 0) bytes_counter->Add(bytes);
+    }
+  } count{tx_frames_, tx_bytes_, frames, bytes};
   begin();
   for (;;) {
     if (done >= kTxHeaders) {
@@ -69,7 +80,14 @@ void VirtIONet::FlushTx(size_t pair) {
       begin();
     }
     if (sent >= tx_burst_) {
-      more = true;
+      // A burst that emptied the ring needs no second turn: ask for kicks again and look once
+      // more, as below.
+      if (vq->Empty()) {
+        vq->SetNotification(true);
+        more = !vq->Empty();
+      } else {
+        more = true;
+      }
       break;
     }
     const PopResult r = vq->Pop(&e);
@@ -116,8 +134,8 @@ void VirtIONet::FlushTx(size_t pair) {
     AppendSegments(e.out, hlen, &iov);  // a backend without headers gets the frame alone
     const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
     vq->Fill(e, 0, done++);
-    tx_frames_->Add(1);
-    tx_bytes_->Add(frame_len);
+    ++frames;
+    bytes += frame_len;
     if (ret == 0) {
       // Queued at the backend: hold the queue until it took the frame.
       p.tx_waiting = true;
