@@ -134,7 +134,10 @@ bool VirtQueue::Activate(const GuestMemory* mem, bool event_idx, bool indirect) 
     Break("ring areas overlap");
     return false;
   }
-  return Translate();
+  if (!Translate()) return false;
+  // A poller that began before the rings existed could not say so in them: say it now.
+  SetNotification(notification_wanted_);
+  return true;
 }
 
 bool VirtQueue::Translate() {

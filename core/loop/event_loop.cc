@@ -320,7 +320,9 @@ bool EventLoop::PollWindow() {
     }
   };
   auto poll_all = [this] {
-    bool progress = false;
+    // Posted work or a quit waits in epoll: end the window as if a poller made progress.
+    bool progress =
+        wake_signal_.load(std::memory_order_acquire) || quit_.load(std::memory_order_acquire);
     for (LoopEntry* e : poll_scratch_) {
       if (!e->removed && e->poll()) progress = true;
     }
@@ -361,6 +363,7 @@ void EventLoop::Post(std::function<void()> fn) {
     absl::MutexLock lock(&mu_);
     posted_.push_back(std::move(fn));
     ring = !std::exchange(wake_pending_, true);
+    wake_signal_.store(true, std::memory_order_release);
   }
   if (ring) Wake();
 }
@@ -416,6 +419,7 @@ absl::Status EventLoop::RunOnce(absl::Duration timeout) {
   {
     absl::MutexLock lock(&mu_);
     wake_pending_ = false;
+    wake_signal_.store(false, std::memory_order_relaxed);
     batch.swap(posted_);
   }
 

@@ -217,6 +217,8 @@ class EventLoop {
   std::atomic<bool> running_{false};
   std::atomic<bool> quit_{false};
   std::atomic<uint64_t> poll_max_ns_{0};
+  // Set by Post() and Quit() before they ring wake_fd_: a poll window ends for them at once.
+  std::atomic<bool> wake_signal_{false};
 
   // Loop-thread state.
   uint64_t next_id_ = 1;  // 0 is the wake fd

@@ -89,6 +89,31 @@ TEST_F(EventLoopPollTest, ANotifierStillWakesTheLoopAfterAWindow) {
   EXPECT_THAT(modes_, ElementsAre(true, false));
 }
 
+// Posted work and a quit do not wait out a window: a long one ends as soon as they arrive.
+TEST_F(EventLoopPollTest, PostedWorkAndAQuitEndALongWindowAtOnce) {
+  loop_->SetPollMaxNs(10'000'000'000);  // 10 s
+  Watch();
+  bool ran = false;
+  std::thread poster([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    loop_->Post([&ran] { ran = true; });
+  });
+  absl::Time t0 = absl::Now();
+  ASSERT_TRUE(loop_->RunOnce(absl::Seconds(30)).ok());
+  poster.join();
+  EXPECT_TRUE(ran);
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+  EXPECT_THAT(modes_, ElementsAre(true));  // still polling: nothing said it had ended
+  std::thread quitter([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    loop_->Quit();
+  });
+  t0 = absl::Now();
+  ASSERT_TRUE(loop_->Run().ok());
+  quitter.join();
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+}
+
 TEST_F(EventLoopPollTest, AZeroWindowNeverPolls) {
   Watch();
   ASSERT_TRUE(loop_->RunOnce(absl::Milliseconds(5)).ok());
