@@ -139,8 +139,18 @@ ssize_t NetClientState::Deliver(const iovec* iov, int n, NetClientState* sender,
     return ssize_t{0};
   };
   // Keep order behind what is already waiting.
-  if (must_queue_.load(std::memory_order_acquire) || !CanReceive()) {
+  for (;;) {
+    const uint64_t gen = ready_gen_.load(std::memory_order_acquire);
+    const bool must_queue = must_queue_.load(std::memory_order_acquire);
+    if (!must_queue && CanReceive()) break;
     absl::MutexLock l(&queue_mu_);
+    // What was read may be stale: a flush that emptied the queue can have ended since the flag
+    // was read, or the receiver became ready (and flushed) since it said no. Queued now, the
+    // frame would wait for a flush nobody runs, and everything after it behind it: look again.
+    if ((must_queue || ready_gen_.load(std::memory_order_relaxed) != gen) && !flushing_ &&
+        !receive_disabled_ && queue_.empty()) {
+      continue;
+    }
     return enqueue(false, false);
   }
   if (has_filters_.load(std::memory_order_acquire)) Filter(iov, n, /*sent_by_this=*/false);

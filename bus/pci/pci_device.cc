@@ -119,6 +119,7 @@ void PCIDevice::Reset() {
     for (uint32_t r = 0; r < config_size(); ++r) {
       config_[r] = static_cast<uint8_t>(config_[r] & ~(wmask_[r] | w1cmask_[r]));
     }
+    command_.store(CommandLocked(), std::memory_order_release);
     if (msix_vectors_ > 0) {
       for (unsigned v = 0; v < msix_vectors_; ++v) {
         uint8_t* e = msix_table_.data() + v * kMsixEntrySize;
@@ -175,6 +176,7 @@ void PCIDevice::ConfigWrite(uint32_t offset, uint32_t value, int size) {
       config_[o] = static_cast<uint8_t>((config_[o] & ~wm) | (b & wm));
       config_[o] = static_cast<uint8_t>(config_[o] & ~(b & w1c));
     }
+    command_.store(CommandLocked(), std::memory_order_release);
   }
   ConfigWritten(offset, size);
 }

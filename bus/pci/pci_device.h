@@ -109,10 +109,9 @@ class PCIDevice : public DeviceState {
   uint16_t device_id() const { return Peek16(kDeviceId); }
   uint16_t subsystem_vendor_id() const { return Peek16(kSubsystemVendorId); }
   uint16_t subsystem_id() const { return Peek16(kSubsystemId); }
-  uint16_t command() const {
-    absl::MutexLock l(&mu_);
-    return CommandLocked();
-  }
+  // The command register as of the last config write or reset (lock-free: DMA checks read it
+  // per frame; the register changes only through ConfigWrite and Reset).
+  uint16_t command() const { return command_.load(std::memory_order_acquire); }
   bool bus_master() const { return command() & kCommandMaster; }
 
   // ---- BARs ----
@@ -229,6 +228,7 @@ class PCIDevice : public DeviceState {
 
   mutable absl::Mutex mu_;
   std::array<uint8_t, kExpressConfigSpaceSize> config_{};
+  std::atomic<uint16_t> command_{0};  // a copy of config_'s command register
   std::array<uint8_t, kExpressConfigSpaceSize> wmask_{};
   std::array<uint8_t, kExpressConfigSpaceSize> w1cmask_{};
   std::array<bool, kExpressConfigSpaceSize / 4> cap_used_{};  // dwords taken by capabilities

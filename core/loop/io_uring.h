@@ -1,6 +1,6 @@
-// IoUring: a minimal io_uring (raw syscalls, no liburing) for batching many small fd operations
-// into one system call. A TAP write or read costs one syscall per frame otherwise, and on this
-// class of machine the syscall, not the copy, is the price of a frame.
+// IoUring: an io_uring (through liburing) for batching many small fd operations into one system
+// call. A TAP write or read costs one syscall per frame otherwise, and on this class of machine
+// the syscall, not the copy, is the price of a frame.
 //
 // Example:
 //   VDEV_ASSIGN_OR_RETURN(std::unique_ptr<IoUring> ring, IoUring::Create(64));
@@ -19,7 +19,6 @@
 
 #include <sys/uio.h>
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,8 +27,7 @@
 #include "absl/status/statusor.h"
 #include "core/base/unique_fd.h"
 
-struct io_uring_sqe;
-struct io_uring_cqe;
+struct io_uring;
 
 namespace vdev {
 
@@ -42,8 +40,8 @@ class IoUring {
   IoUring(const IoUring&) = delete;
   IoUring& operator=(const IoUring&) = delete;
 
-  unsigned capacity() const { return sq_entries_; }
-  unsigned pending() const { return pending_; }  // prepared, not yet submitted
+  unsigned capacity() const;
+  unsigned pending() const;  // prepared, not yet submitted
 
   // Queue a writev/readv of `iov` (which must stay valid until SubmitAndWait returns). False
   // when the submission queue is full. `link`: the next operation runs only if this one succeeds.
@@ -51,32 +49,15 @@ class IoUring {
   bool PrepReadv(int fd, const iovec* iov, int n, uint64_t user_data, bool link = false);
 
   // Submits what was prepared and waits for `wait` completions. Returns the number submitted,
-  // or an error (the prepared operations are then dropped).
+  // or an error (the ring is then in an unknown state: stop using it).
   absl::StatusOr<unsigned> SubmitAndWait(unsigned wait);
   // Calls `fn(user_data, res)` for every completion available; returns how many.
   unsigned Reap(absl::FunctionRef<void(uint64_t, int32_t)> fn);
 
  private:
-  IoUring() = default;
-  io_uring_sqe* NextSqe();
+  IoUring();
 
-  UniqueFd fd_;
-  void* sq_map_ = nullptr;
-  size_t sq_map_size_ = 0;
-  void* cq_map_ = nullptr;
-  size_t cq_map_size_ = 0;
-  io_uring_sqe* sqes_ = nullptr;
-  size_t sqes_size_ = 0;
-  std::atomic<unsigned>* sq_head_ = nullptr;
-  std::atomic<unsigned>* sq_tail_ = nullptr;
-  unsigned sq_mask_ = 0;
-  unsigned* sq_array_ = nullptr;
-  std::atomic<unsigned>* cq_head_ = nullptr;
-  std::atomic<unsigned>* cq_tail_ = nullptr;
-  unsigned cq_mask_ = 0;
-  io_uring_cqe* cqes_ = nullptr;
-  unsigned sq_entries_ = 0;
-  unsigned pending_ = 0;
+  std::unique_ptr<io_uring> ring_;
 };
 
 }  // namespace vdev
