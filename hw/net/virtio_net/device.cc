@@ -184,6 +184,8 @@ absl::Status VirtIONet::Realize() {
   rx_filtered_ = counters().Get("rx_filtered");
   tx_bytes_ = counters().Get("tx_bytes");
   rx_bytes_ = counters().Get("rx_bytes");
+  rx_hint_ = std::make_unique<std::atomic<bool>[]>(npairs);
+  rx_hints_ = npairs;
   for (size_t i = 0; i < npairs; ++i) {
     AddQueue(rx_queue_size_);
     AddQueue(tx_queue_size_);
@@ -313,7 +315,12 @@ void VirtIONet::WriteConfig(uint32_t offset, uint32_t value, int size) {
   VirtIODevice::WriteConfig(offset, value, size);
 }
 
+void VirtIONet::ClearRxHints() {
+  for (size_t i = 0; i < rx_hints_; ++i) rx_hint_[i].store(false, std::memory_order_release);
+}
+
 void VirtIONet::ResetState() {
+  ClearRxHints();
   if (vhost_ != nullptr && vhost_dev_ != nullptr) (void)vhost_->ResetDevice();
   mac_ = mac_prop_;
   const bool up = pairs_.empty() || !pairs_[0].nc->link_down();
@@ -356,6 +363,7 @@ void VirtIONet::Start() {
 }
 
 void VirtIONet::Stop() {
+  ClearRxHints();
   StopVhost();
   // As QEMU: frames waiting for a stopped device are dropped (their senders resume).
   for (size_t i = 0; i < pairs_.size(); ++i) FlushRx(i);
@@ -383,6 +391,7 @@ void VirtIONet::ApplyOffloads(uint64_t offloads) {
 }
 
 void VirtIONet::SetQueuePairs(size_t n) {
+  ClearRxHints();
   curr_pairs_ = n;
   VhostSetPairs(n);
   for (size_t i = 0; i < pairs_.size(); ++i) {

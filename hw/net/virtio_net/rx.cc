@@ -2,6 +2,7 @@
 // batched zero-copy paths.
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,6 +21,10 @@ bool VirtIONet::RxReady(size_t pair) {
 }
 
 bool VirtIONet::CanReceive(size_t pair) {
+  // Asked for every frame a backend sends: the hint answers without the lock while frames flow.
+  if (pair < rx_hints_ && rx_hint_[pair].load(std::memory_order_acquire) && dma_allowed()) {
+    return true;
+  }
   absl::MutexLock l(&mu_);
   return RxReady(pair);
 }
@@ -100,7 +105,12 @@ bool VirtIONet::PopRxBuffers(VirtQueue* vq, uint64_t need, std::vector<VirtQueue
 }
 
 void VirtIONet::FlushRx(size_t pair) {
-  uint16_t& unflushed = pairs_[pair].rx_unflushed;
+  Pair& p = pairs_[pair];
+  if (p.rx_frames_pending != 0) {
+    rx_frames_->Add(std::exchange(p.rx_frames_pending, 0));
+    rx_bytes_->Add(std::exchange(p.rx_bytes_pending, 0));
+  }
+  uint16_t& unflushed = p.rx_unflushed;
   if (unflushed == 0) return;
   const uint16_t index = static_cast<uint16_t>(2 * pair);
   queue(index)->Flush(unflushed);
@@ -159,20 +169,31 @@ ssize_t VirtIONet::ReceiveFrames(size_t pair, const RxRequest& req, RxShortfall*
     }
     start[++slots] = ++popped;
   }
-  // Where each slot's frame goes: its buffers as one list, and the part after the guest header
-  // when the source writes the frame without one.
+  // Where each slot's frame goes: its buffers as one list (a slot of one buffer uses that
+  // buffer's list), and the part after the guest header when the source writes the frame
+  // without one.
   net::NetClientState::BufferSet sets[kRxMaxFrames];
   uint64_t capacity[kRxMaxFrames];
+  const std::vector<iovec>* slot_iov[kRxMaxFrames];
   for (int k = 0; k < slots; ++k) {
-    std::vector<iovec>& whole = p.rx_slot_iov[k];
-    whole.clear();
-    for (size_t i = start[k]; i < start[k + 1]; ++i) {
-      whole.insert(whole.end(), elems[i].in.begin(), elems[i].in.end());
+    const std::vector<iovec>* whole = &elems[start[k]].in;
+    if (start[k + 1] - start[k] > 1) {
+      std::vector<iovec>& merged = p.rx_slot_iov[k];
+      merged.clear();
+      for (size_t i = start[k]; i < start[k + 1]; ++i) {
+        merged.insert(merged.end(), elems[i].in.begin(), elems[i].in.end());
+      }
+      whole = &merged;
     }
-    std::vector<iovec>& t = p.rx_slot_target[k];
-    t.clear();
-    AppendSegments(whole, req.with_header ? 0 : guest_hdr_len_, &t);
-    sets[k] = {t.data(), static_cast<int>(std::min(t.size(), req.max_iov))};
+    slot_iov[k] = whole;
+    const std::vector<iovec>* t = whole;
+    if (!req.with_header) {
+      std::vector<iovec>& after = p.rx_slot_target[k];
+      after.clear();
+      AppendSegments(*whole, guest_hdr_len_, &after);
+      t = &after;
+    }
+    sets[k] = {t->data(), static_cast<int>(std::min(t->size(), req.max_iov))};
     capacity[k] = net::IovSize(sets[k].iov, sets[k].n);
   }
   ssize_t lens[kRxMaxFrames];
@@ -191,12 +212,14 @@ ssize_t VirtIONet::ReceiveFrames(size_t pair, const RxRequest& req, RxShortfall*
       continue;
     }
     const uint64_t frame_len = static_cast<uint64_t>(lens[k]) - h;
-    uint8_t eth[18];
-    const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
-    CopyFromSegments(p.rx_slot_iov[k], guest_hdr_len_, eth, peek);
-    if (!Accept(eth, peek)) {
-      rx_filtered_->Add(1);
-      continue;
+    if (!req.filtered) {
+      uint8_t eth[18];
+      const size_t peek = std::min<size_t>(sizeof(eth), frame_len);
+      CopyFromSegments(*slot_iov[k], guest_hdr_len_, eth, peek);
+      if (!Accept(eth, peek)) {
+        rx_filtered_->Add(1);
+        continue;
+      }
     }
     const uint64_t total = guest_hdr_len_ + frame_len;
     size_t used = start[k + 1] - start[k];
@@ -204,11 +227,11 @@ ssize_t VirtIONet::ReceiveFrames(size_t pair, const RxRequest& req, RxShortfall*
       // A frame before this one was dropped: move this one down into its buffer (single-buffer
       // slots only: several slots means one buffer each).
       p.move_buf.resize(total);
-      CopyFromSegments(p.rx_slot_iov[k], 0, p.move_buf.data(), total);
+      CopyFromSegments(*slot_iov[k], 0, p.move_buf.data(), total);
       CopyToSegments(elems[next].in, 0, p.move_buf.data(), total);
-      p.rx_slot_iov[k] = elems[next].in;
+      slot_iov[k] = &elems[next].in;
     }
-    const std::vector<iovec>& dst = p.rx_slot_iov[k];
+    const std::vector<iovec>& dst = *slot_iov[k];
     // The header: blank when the source wrote none; checksum flags only if the driver asked.
     if (h == 0) {
       const virtio_net_hdr_mrg_rxbuf blank{};
@@ -230,11 +253,12 @@ ssize_t VirtIONet::ReceiveFrames(size_t pair, const RxRequest& req, RxShortfall*
     }
     next += nb;
     ++accepted;
-    rx_bytes_->Add(frame_len);
+    p.rx_bytes_pending += frame_len;
   }
   UndoRx(vq, elems, next, popped);
   p.rx_unflushed = static_cast<uint16_t>(p.rx_unflushed + next);
-  rx_frames_->Add(accepted);
+  p.rx_frames_pending += static_cast<uint64_t>(accepted);
+  if (accepted > 0 && pair < rx_hints_) rx_hint_[pair].store(true, std::memory_order_release);
   if (!req.defer_flush || p.rx_unflushed >= kRxBatch) FlushRx(pair);
   return filled;
 }
@@ -284,7 +308,8 @@ ssize_t VirtIONet::Receive(size_t pair, const iovec* iov, int n) {
                                    .with_header = true,
                                    .max_iov = SIZE_MAX,
                                    .fill = copy,
-                                   .defer_flush = pairs_[pair].rx_burst},
+                                   .defer_flush = pairs_[pair].rx_burst,
+                                   .filtered = true},
                                   &why);
   if (r != net::NetClientState::kNoDirect) return static_cast<ssize_t>(size);
   switch (why) {

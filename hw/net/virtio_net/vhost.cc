@@ -100,6 +100,7 @@ void VirtIONet::StartVhost() {
       }
     }
   }
+  ClearRxHints();  // the backend fills the receive rings from here
   absl::Status s = vhost_dev_->Start(*vhost_, *mem, negotiated() & vhost_mask_, rings);
   if (s.ok() && host_mtu_ != 0) s = vhost_->SetMtu(host_mtu_);
   if (s.ok()) {

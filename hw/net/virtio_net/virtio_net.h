@@ -128,6 +128,9 @@ class VirtIONet : public VirtIODevice {
     // copied receives inside a sender's burst).
     uint16_t rx_unflushed = 0;
     bool rx_burst = false;
+    // Received frames and bytes not yet in the counters: added when the completions are
+    // published (one atomic add per batch, not two per frame).
+    uint64_t rx_frames_pending = 0, rx_bytes_pending = 0;
   };
   // Publishes batched receive completions of `pair` and interrupts if the driver wants it.
   void FlushRx(size_t pair) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -161,6 +164,7 @@ class VirtIONet : public VirtIODevice {
     size_t max_iov;
     net::NetClientState::BatchFillFn fill;
     bool defer_flush = false;
+    bool filtered = false;  // the caller applied the receive filter
   };
   // The one receive path (Receive, ReceiveDirect and ReceiveDirectBatch are its callers): pops
   // buffers for the frames, lets `req.fill` write them, checks each frame (too big, too short,
@@ -225,6 +229,12 @@ class VirtIONet : public VirtIODevice {
 
   size_t num_pairs_ = 1;  // fixed at realize
   std::vector<Pair> pairs_;
+  // Per pair: set when a frame was just taken, cleared (under mu_) whenever receiving may stop
+  // (Stop, reset, fewer pairs, vhost). CanReceive answers from it without the lock; a stale
+  // "yes" costs one frame queued at the NIC (Receive checks again under the lock).
+  std::unique_ptr<std::atomic<bool>[]> rx_hint_;
+  size_t rx_hints_ = 0;
+  void ClearRxHints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   EventLoop* loop_ = nullptr;
   bool has_vnet_hdr_ = false;  // fixed at realize: the backend takes headers
   bool has_ufo_ = false;
