@@ -172,16 +172,29 @@ class Guest {
       if (used == 0) std::this_thread::yield();  // the backend holds the queue
     }
   }
+  // Posts every receive buffer, once.
+  void PostRx() {
+    if (rx_posted_) return;
+    for (uint16_t i = 0; i < kRing; ++i) rings_[0]->Publish(i);
+    drv_->Kick(0);
+    rx_posted_ = true;
+  }
+  // Gives the used receive buffers back, kicking only when the device asked (EVENT_IDX).
+  template <typename Used>
+  void Recycle(const Used& used) {
+    GuestVring* r = rings_[0];
+    const uint16_t old = r->avail_idx();
+    for (const auto& u : used) r->Publish(static_cast<uint16_t>(u.first));
+    const uint16_t ev = r->avail_event();
+    const uint16_t now = r->avail_idx();
+    if (static_cast<uint16_t>(now - ev - 1) < static_cast<uint16_t>(now - old)) drv_->Kick(0);
+  }
   // Keeps the receive ring full until `n` more frames arrived after the first batch (which may
   // have been waiting in buffers posted earlier); returns the frames counted, timed from the first
   // batch. Gives up after 10 s without progress.
   uint64_t Receive(uint64_t n, Clock::time_point* start) {
     GuestVring* r = rings_[0];
-    if (!rx_posted_) {
-      for (uint16_t i = 0; i < kRing; ++i) r->Publish(i);
-      drv_->Kick(0);
-      rx_posted_ = true;
-    }
+    PostRx();
     uint64_t got = 0;
     bool started = false;
     auto last = Clock::now();
@@ -199,41 +212,34 @@ class Guest {
       } else {
         got += used.size();
       }
-      const uint16_t old = r->avail_idx();
-      for (const auto& u : used) r->Publish(static_cast<uint16_t>(u.first));
-      // EVENT_IDX: kick only when the device asked for it.
-      const uint16_t ev = r->avail_event();
-      const uint16_t now = r->avail_idx();
-      if (static_cast<uint16_t>(now - ev - 1) < static_cast<uint16_t>(now - old)) drv_->Kick(0);
+      Recycle(used);
     }
     return got;
   }
   // Moves `n` frames in through `inject(count)` (which offers the NIC up to `count` frames),
-  // recycling each buffer as soon as the device used it, kicking when EVENT_IDX asks.
-  void ReceiveFrom(uint64_t n, const std::function<void(int)>& inject) {
+  // recycling each buffer as soon as the device used it, kicking when EVENT_IDX asks. Gives up
+  // (false) after 10 s without progress.
+  bool ReceiveFrom(uint64_t n, const std::function<void(int)>& inject) {
     GuestVring* r = rings_[0];
-    if (!rx_posted_) {
-      for (uint16_t i = 0; i < kRing; ++i) r->Publish(i);
-      drv_->Kick(0);
-      rx_posted_ = true;
-    }
+    PostRx();
     uint64_t done = 0;
     int free = kRing;
+    auto last = Clock::now();
     while (done < n) {
       inject(free);
       auto used = r->TakeUsed();
       done += used.size();
       free = static_cast<int>(used.size());
-      const uint16_t old = r->avail_idx();
-      for (const auto& u : used) r->Publish(static_cast<uint16_t>(u.first));
-      const uint16_t ev = r->avail_event();
-      const uint16_t now = r->avail_idx();
-      if (static_cast<uint16_t>(now - ev - 1) < static_cast<uint16_t>(now - old)) drv_->Kick(0);
-      if (used.empty()) {
+      Recycle(used);
+      if (!used.empty()) {
+        last = Clock::now();
+      } else {
         free = kRing;  // the NIC held frames back: offer more once it took them
+        if (Seconds(last, Clock::now()) > 10) return false;
         std::this_thread::yield();
       }
     }
+    return true;
   }
   // Host view of transmit slot `slot` (header + frame), for the baseline.
   uint8_t* TxHost(uint16_t slot, size_t len) {
@@ -647,9 +653,15 @@ void LoopRx() {
                              }
                            }));
     }
-    best_ours = std::max(best_ours, Rate(batch, [&] {
-                           g.ReceiveFrom(batch, [&](int n) { lo->InjectBurst(frame, n); });
-                         }));
+    bool stalled = false;
+    best_ours = std::max(
+        best_ours, Rate(batch, [&] {
+          stalled = stalled || !g.ReceiveFrom(batch, [&](int n) { lo->InjectBurst(frame, n); });
+        }));
+    if (stalled) {
+      fprintf(stderr, "net_bench: loop-rx-64: the device stopped taking frames\n");
+      return;
+    }
   }
   Report("loop-rx-64", best_ours, best_base);
 }
