@@ -13,6 +13,22 @@ size_t IovSize(const iovec* iov, int n) {
   return total;
 }
 
+size_t IovFromBuf(const iovec* iov, int n, size_t offset, const void* in, size_t len) {
+  size_t done = 0;
+  for (int i = 0; i < n && done < len; ++i) {
+    if (offset >= iov[i].iov_len) {
+      offset -= iov[i].iov_len;
+      continue;
+    }
+    const size_t chunk = std::min(iov[i].iov_len - offset, len - done);
+    std::memcpy(static_cast<uint8_t*>(iov[i].iov_base) + offset,
+                static_cast<const uint8_t*>(in) + done, chunk);
+    done += chunk;
+    offset = 0;
+  }
+  return done;
+}
+
 size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len) {
   size_t done = 0;
   for (int i = 0; i < n && done < len; ++i) {

@@ -62,6 +62,8 @@ inline constexpr size_t kMaxQueuedFrames = 1024;
 size_t IovSize(const iovec* iov, int n);
 // Copies up to `len` bytes of the iov into `out`; returns the count.
 size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len);
+// Copies up to `len` bytes of `in` into the iov from `offset` on; returns the count.
+size_t IovFromBuf(const iovec* iov, int n, size_t offset, const void* in, size_t len);
 
 // The checksum/segmentation offloads a receiver of a vnet header accepts (TUNSETOFFLOAD).
 struct Offloads {
