@@ -126,12 +126,19 @@ void VirtIONet::FlushTx(size_t pair) {
     iov.clear();
     if (host_hdr_len_ == static_cast<int>(hlen)) {
       // The header we validated, not the guest's copy (which it may rewrite meanwhile), then the
-      // frame from guest memory.
+      // frame: copied behind it when small, else from guest memory.
       uint8_t* h = p.tx_hdrs[done].data();
       std::memcpy(h, hdr, hlen);
-      iov.push_back({h, hlen});
+      if (frame_len <= kTxBounce - hlen) {
+        CopyFromSegments(e.out, hlen, h + hlen, frame_len);
+        iov.push_back({h, hlen + frame_len});
+      } else {
+        iov.push_back({h, hlen});
+        AppendSegments(e.out, hlen, &iov);
+      }
+    } else {
+      AppendSegments(e.out, hlen, &iov);  // a backend without headers gets the frame alone
     }
-    AppendSegments(e.out, hlen, &iov);  // a backend without headers gets the frame alone
     const ssize_t ret = p.nc->SendIov(iov.data(), static_cast<int>(iov.size()), p.tx_complete);
     vq->Fill(e, 0, done++);
     ++frames;
