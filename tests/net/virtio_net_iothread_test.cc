@@ -20,6 +20,7 @@
 namespace vdev::virtio {
 namespace {
 
+using testing::GuestVring;
 using testing::Mac;
 using testing::VirtioNetDriver;
 using testing::VirtioPciDriver;
@@ -151,6 +152,32 @@ TEST_F(VirtioNetIOThreadTest, TransmitBoundedPerKickContinuesOnTheIOThread) {
   pci_->Kick(1);  // one kick for all of them
   EXPECT_TRUE(lo_->WaitCaptured(100, kWait));
   EXPECT_TRUE(drv_->WaitTx(0, kWait));
+}
+
+// The poller is a guest-input path like a kick: a transmit ring whose available index jumps
+// more than a ring ahead, with no kick, gets DEVICE_NEEDS_RESET from the polling iothread (no
+// crash, no spin), and after a reset the same iothread serves a good ring again.
+TEST_F(VirtioNetIOThreadTest, AHostileRingFoundByThePollerNeedsAReset) {
+  Build("loopback,id=n0,reflect=off", "virtio-net-pci,netdev=n0,iothread=io0",
+        "iothread,id=io0,poll-max-ns=10000000000");  // 10 s windows
+  ASSERT_TRUE(drv_->Init(kVersion1));
+  lo_->SetCapture(true);
+  ASSERT_TRUE(drv_->Send(0, FrameTo(kOtherMac, 60)));
+  ASSERT_TRUE(lo_->WaitCaptured(1, kWait));
+  GuestVring* tx = drv_->ring(1);
+  tx->SetAvailIdx(static_cast<uint16_t>(tx->avail_idx() + 1000));  // no kick: the poller sees it
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!(pci_->status() & VIRTIO_CONFIG_S_NEEDS_RESET) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_TRUE(pci_->status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+  EXPECT_GE(net()->counters().Value("needs_reset"), 1u);
+  EXPECT_EQ(lo_->TakeCaptured().size(), 1u);  // nothing of the bogus ring went out
+  pci_->SetStatus(0);
+  drv_ = std::make_unique<VirtioNetDriver>(*pci_, m_->guest_memory(), GuestAddr(0x1000000));
+  ASSERT_TRUE(drv_->Init(kVersion1));
+  ASSERT_TRUE(drv_->Send(0, FrameTo(kOtherMac, 60, 2), {}, false));  // polled again, no kick
+  EXPECT_TRUE(lo_->WaitCaptured(1, kWait));
 }
 
 TEST_F(VirtioNetIOThreadTest, ResetAndHotUnplugWhileTrafficFlowsQuiesceTheIOThread) {
