@@ -3,9 +3,14 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "core/base/status_macros.h"
 
 namespace vdev {
 namespace {
@@ -24,7 +29,42 @@ std::string Resolve(const std::string& path) {
   return realpath(path.c_str(), buf) ? std::string(buf) : path;
 }
 
+bool IsFile(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 }  // namespace
+
+std::vector<std::string> PluginSearchPath() {
+  std::vector<std::string> dirs;
+  char cwd[PATH_MAX];
+  dirs.push_back(getcwd(cwd, sizeof(cwd)) != nullptr ? std::string(cwd) : ".");
+  if (const char* env = getenv("VDEV_PLUGIN_PATH"); env != nullptr) {
+    for (absl::string_view d : absl::StrSplit(env, ':', absl::SkipEmpty())) {
+      dirs.emplace_back(d);
+    }
+  }
+  dirs.push_back(VDEV_PLUGIN_DIR);
+  return dirs;
+}
+
+absl::StatusOr<std::string> FindPlugin(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("plugin '': an empty file name");
+  if (name.find('/') != std::string::npos) {
+    if (IsFile(name)) return name;
+    return absl::NotFoundError(absl::StrCat("plugin '", name, "': no such file"));
+  }
+  std::vector<std::string> tried;
+  for (const std::string& dir : PluginSearchPath()) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (IsFile(candidate)) return candidate;
+    tried.push_back(std::move(candidate));
+  }
+  return absl::NotFoundError(absl::StrCat("plugin '", name, "': not found; looked for ",
+                                          absl::StrJoin(tried, ", "),
+                                          " (VDEV_PLUGIN_PATH adds directories)"));
+}
 
 absl::StatusOr<LoadedPlugin> LoadPlugin(const std::string& path, qom::TypeRegistry& registry) {
   if (&registry != &qom::TypeRegistry::Global()) {
@@ -32,12 +72,11 @@ absl::StatusOr<LoadedPlugin> LoadPlugin(const std::string& path, qom::TypeRegist
     return absl::InvalidArgumentError(
         absl::StrCat("plugin '", path, "': plugins load into the global type registry only"));
   }
+  VDEV_ASSIGN_OR_RETURN(const std::string found, FindPlugin(path));
   absl::MutexLock lock(&PluginsMutex());
-  const std::string real = Resolve(path);
+  const std::string real = Resolve(found);
   for (const LoadedPlugin& p : Plugins()) {
-    if (p.path == real) {
-      return absl::AlreadyExistsError(absl::StrCat("plugin '", path, "' is already loaded"));
-    }
+    if (p.path == real) return p;  // loaded before: nothing to do
   }
   auto fail = [&](absl::StatusCode code, absl::string_view why) {
     return absl::Status(code, absl::StrCat("plugin '", path, "': ", why));
@@ -47,7 +86,7 @@ absl::StatusOr<LoadedPlugin> LoadPlugin(const std::string& path, qom::TypeRegist
   // until the stamp has been checked.
   registry.BeginBatch();
   dlerror();
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* handle = dlopen(real.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     registry.AbortBatch();
     const char* err = dlerror();

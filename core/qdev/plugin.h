@@ -51,7 +51,15 @@ struct LoadedPlugin {
   std::vector<std::string> types;  // the types it registered
 };
 
-// Loads the plugin at `path` into `registry` (see above). AlreadyExists when already loaded.
+// Where a plugin given by a bare file name (no '/') is looked for, in order: the working
+// directory, each directory of VDEV_PLUGIN_PATH (colon-separated), then the installed plugin
+// directory (<libdir>/vdev/plugins).
+std::vector<std::string> PluginSearchPath();
+// The file a plugin name refers to: a name with a '/' is a path; a bare name is looked up along
+// PluginSearchPath(). NotFound lists every place it looked.
+absl::StatusOr<std::string> FindPlugin(const std::string& name);
+// Loads the plugin `path` (a path, or a bare name found by FindPlugin) into `registry` (see
+// above). Loading a file that is already loaded (by any name) returns it again and does nothing.
 absl::StatusOr<LoadedPlugin> LoadPlugin(const std::string& path,
                                         qom::TypeRegistry& registry = qom::TypeRegistry::Global());
 // Plugins loaded so far, in load order.

@@ -1,7 +1,13 @@
 #include "core/qdev/plugin.h"
 
-#include <fstream>
+#include <stdlib.h>
 
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "bus/pci/pci_device.h"
 #include "core/qdev/help.h"
 #include "core/qdev/machine.h"
@@ -44,9 +50,67 @@ TEST(PluginTest, ExamplePluginRegistersItsTypeAndCreatesDevices) {
   EXPECT_THAT((*m)->DeviceAdd("example-pci,serial=").status().message(),
               HasSubstr("property 'serial' must not be empty"));
 
+  // Loading it again, by the same path or another, does nothing.
   auto again = LoadPlugin(VDEV_EXAMPLE_PLUGIN);
-  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->path, loaded->path);
+  EXPECT_THAT(again->types, ElementsAre("example-pci"));
+  const std::string dir = std::filesystem::path(VDEV_EXAMPLE_PLUGIN).parent_path();
+  auto other_name =
+      LoadPlugin(dir + "/./" + std::filesystem::path(VDEV_EXAMPLE_PLUGIN).filename().string());
+  ASSERT_TRUE(other_name.ok()) << other_name.status();
   EXPECT_EQ(LoadedPlugins().size(), 1u);
+}
+
+// A bare name: the working directory, then VDEV_PLUGIN_PATH, then the installed directory.
+class PluginSearchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    old_cwd_ = std::filesystem::current_path();
+    if (const char* p = getenv("VDEV_PLUGIN_PATH")) old_env_ = p;
+    unsetenv("VDEV_PLUGIN_PATH");
+  }
+  void TearDown() override {
+    std::filesystem::current_path(old_cwd_);
+    if (old_env_) {
+      setenv("VDEV_PLUGIN_PATH", old_env_->c_str(), 1);
+    } else {
+      unsetenv("VDEV_PLUGIN_PATH");
+    }
+  }
+  const std::filesystem::path plugin_{VDEV_EXAMPLE_PLUGIN};
+  std::filesystem::path old_cwd_;
+  std::optional<std::string> old_env_;
+};
+
+TEST_F(PluginSearchTest, ABareNameIsFoundInTheWorkingDirectory) {
+  std::filesystem::current_path(plugin_.parent_path());
+  auto r = LoadPlugin(plugin_.filename().string());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->name, "example");
+  EXPECT_EQ(r->path, std::filesystem::canonical(plugin_).string());
+}
+
+TEST_F(PluginSearchTest, ABareNameIsFoundAlongVdevPluginPath) {
+  std::filesystem::current_path(::testing::TempDir());
+  setenv("VDEV_PLUGIN_PATH", ("/nonexistent-dir::" + plugin_.parent_path().string()).c_str(), 1);
+  auto r = LoadPlugin(plugin_.filename().string());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->name, "example");
+}
+
+TEST_F(PluginSearchTest, ABareNameNotFoundSaysWhereItLooked) {
+  std::filesystem::current_path(::testing::TempDir());
+  setenv("VDEV_PLUGIN_PATH", "/a-dir:/b-dir", 1);
+  auto r = LoadPlugin("libnope.so");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(
+      r.status().message(),
+      absl::StrCat("plugin 'libnope.so': not found; looked for ", cwd,
+                   "/libnope.so, /a-dir/libnope.so, /b-dir/libnope.so, ", PluginSearchPath().back(),
+                   "/libnope.so (VDEV_PLUGIN_PATH adds directories)"));
+  EXPECT_THAT(PluginSearchPath().back(), HasSubstr("vdev/plugins"));
 }
 
 TEST(PluginTest, OnlyTheGlobalRegistryTakesPlugins) {
@@ -59,7 +123,7 @@ TEST(PluginTest, OnlyTheGlobalRegistryTakesPlugins) {
 TEST(PluginTest, MissingFile) {
   auto r = LoadPlugin("/nonexistent/libnope.so");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(r.status().message(), HasSubstr("plugin '/nonexistent/libnope.so': "));
+  EXPECT_EQ(r.status().message(), "plugin '/nonexistent/libnope.so': no such file");
 }
 
 TEST(PluginTest, NotASharedObject) {
