@@ -67,6 +67,14 @@ std::vector<LoadedPlugin> LoadedPlugins();
 
 }  // namespace vdev
 
+// The vdev version a plugin is built against: the CMake package defines VDEV_VERSION_STRING;
+// `pkg-config --cflags vdev` defines VDEV_VERSION (a bare 1.2.3, which survives any shell).
+#if !defined(VDEV_VERSION_STRING) && defined(VDEV_VERSION)
+#define VDEV_STRINGIFY_(x) #x
+#define VDEV_STRINGIFY(x) VDEV_STRINGIFY_(x)
+#define VDEV_VERSION_STRING VDEV_STRINGIFY(VDEV_VERSION)
+#endif
+
 #define VDEV_PLUGIN(plugin_name)                                                              \
   extern "C" __attribute__((visibility("default"), used))                                     \
   const ::vdev::PluginAbi vdev_plugin_abi = {::vdev::kPluginMagic, ::vdev::kPluginAbiVersion, \

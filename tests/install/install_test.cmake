@@ -1,5 +1,6 @@
-# install_package_test (see CMakeLists.txt): install, run, build a plugin against the install,
-# load it by bare name. Fails with the step that went wrong.
+# install_package_test (see CMakeLists.txt): install, run, build a plugin against the install
+# (find_package) and load it by bare name, build a tiny VMM with pkg-config and run it. Fails
+# with the step that went wrong.
 file(REMOVE_RECURSE ${WORK})
 set(prefix ${WORK}/prefix)
 
@@ -37,4 +38,11 @@ run("the installed vdev loading the plugin by name"
 if(NOT out MATCHES "serial=<str>")
   message(FATAL_ERROR "-device example-pci,help printed:\n${out}")
 endif()
-message(STATUS "installed, ran, built and loaded a plugin from ${prefix}")
+# A tiny VMM (examples/vmm) built with pkg-config against the install, then run.
+run("pkg-config vdev" ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${prefix}/${LIBDIR}/pkgconfig
+    pkg-config --cflags --libs vdev)
+separate_arguments(pc_flags UNIX_COMMAND "${out}")
+run("building examples/vmm with pkg-config"
+    ${CXX} -std=c++20 ${SRC}/examples/vmm/mini_vmm.cc ${pc_flags} -o ${WORK}/mini-vmm)
+run("the tiny VMM" ${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${prefix}/${LIBDIR} ${WORK}/mini-vmm)
+message(STATUS "installed, ran, built and loaded a plugin and a VMM from ${prefix}")
