@@ -25,6 +25,8 @@
 // the reason on stderr.
 //
 // Usage: net_bench [--rounds=N] [--seconds=S] [CASE...]
+#include "bench/net_bench.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
@@ -53,6 +55,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/tap_raw.h"
 #include "bus/pci/i440fx.h"
 #include "bus/virtio/chain_io.h"
 #include "bus/virtio/virtio_uapi.h"
@@ -71,193 +74,8 @@
 namespace vdev::bench {
 namespace {
 
-using testing::GuestVring;
-using testing::PciGuest;
-using testing::VirtioPciDriver;
-using Clock = std::chrono::steady_clock;
-
-constexpr uint64_t Bit(unsigned b) { return uint64_t{1} << b; }
-constexpr uint16_t kRing = 256;
-constexpr uint32_t kBuf = 2048;
-constexpr int kHdr = sizeof(virtio_net_hdr_mrg_rxbuf);
-constexpr uint64_t kRingBase = 0x1000000;
-constexpr uint64_t kBufBase = 0x2000000;
-
 int rounds = 3;
 double seconds = 0.5;
-
-int Shell(const std::string& cmd) { return system((cmd + " >/dev/null 2>&1").c_str()); }
-
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-std::vector<uint8_t> Frame(size_t size) {
-  std::vector<uint8_t> f(size, 0);
-  const uint8_t dst[6] = {0x02, 0xbe, 0xbe, 0x00, 0x00, 0x01};  // nobody's: dropped by the stack
-  const uint8_t src[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-  std::memcpy(f.data(), dst, 6);
-  std::memcpy(f.data() + 6, src, 6);
-  f[12] = 0x88;  // local experimental ethertype
-  f[13] = 0xb5;
-  for (size_t i = 14; i < size; ++i) f[i] = static_cast<uint8_t>(i);
-  return f;
-}
-
-// A machine with one virtio-net-pci driven by a lean software guest: each ring slot has a fixed
-// buffer, so recycling a buffer is publishing its descriptor again.
-class Guest {
- public:
-  bool Build(const std::string& netdev, uint64_t features, const std::string& chardev = "") {
-    m_ = *Machine::Create("pc");
-    if (!chardev.empty()) {
-      if (auto c = m_->ObjectAdd("chardev", chardev); !c.ok()) {
-        fprintf(stderr, "net_bench: %s\n", std::string(c.status().message()).c_str());
-        return false;
-      }
-    }
-    auto nd = m_->ObjectAdd("netdev", netdev);
-    if (!nd.ok()) {
-      fprintf(stderr, "net_bench: %s\n", std::string(nd.status().message()).c_str());
-      return false;
-    }
-    netdev_ = qom::DynamicCast<net::Netdev>(*nd);
-    auto d = m_->DeviceAdd("virtio-net-pci,id=nic0,netdev=n0,mac=52:54:00:12:34:56");
-    if (!d.ok()) return false;
-    proxy_ = static_cast<virtio::VirtIONetPCI*>(*d);
-    testing::PcVirtioFunction f;
-    if (!testing::ProbePcVirtio(*m_, proxy_->device_id(), &f)) return false;
-    pci_guest_ = std::move(f.guest);
-    fn_ = f.fn;
-    drv_ = std::move(f.driver);
-    if (!drv_->Negotiate(features)) return false;
-    for (uint16_t q = 0; q < 2; ++q) {
-      rings_[q] = drv_->SetupQueue(q, GuestAddr(kRingBase + q * 0x10000), kRing);
-    }
-    drv_->DriverOk();
-    return true;
-  }
-  GuestAddr Buf(uint16_t q, uint16_t slot) const {
-    return GuestAddr(kBufBase + q * 0x100000 + uint64_t{slot} * kBuf);
-  }
-  // Writes the descriptors once: slot i -> buffer i.
-  void PrepareTx(const std::vector<uint8_t>& frame) {
-    std::vector<uint8_t> b(kHdr + frame.size(), 0);
-    std::memcpy(b.data() + kHdr, frame.data(), frame.size());
-    for (uint16_t i = 0; i < kRing; ++i) {
-      m_->guest_memory().Write(Buf(1, i), absl::MakeConstSpan(b));
-      rings_[1]->WriteDesc(i, Buf(1, i).value(), static_cast<uint32_t>(b.size()), 0, 0);
-    }
-  }
-  void PrepareRx() {
-    for (uint16_t i = 0; i < kRing; ++i) {
-      rings_[0]->WriteDesc(i, Buf(0, i).value(), kBuf, VRING_DESC_F_WRITE, 0);
-    }
-  }
-  // Sends `n` frames (whole rings at a time, one kick per batch).
-  void Transmit(uint64_t n) {
-    GuestVring* r = rings_[1];
-    uint64_t done = 0;
-    uint16_t next = 0, free = kRing;
-    while (done < n) {
-      while (free > 0) {
-        r->Publish(next);
-        next = static_cast<uint16_t>((next + 1) % kRing);
-        --free;
-      }
-      drv_->Kick(1);
-      const size_t used = r->TakeUsed().size();
-      free = static_cast<uint16_t>(free + used);
-      done += used;
-      if (used == 0) std::this_thread::yield();  // the backend holds the queue
-    }
-  }
-  // Posts every receive buffer, once.
-  void PostRx() {
-    if (rx_posted_) return;
-    for (uint16_t i = 0; i < kRing; ++i) rings_[0]->Publish(i);
-    drv_->Kick(0);
-    rx_posted_ = true;
-  }
-  // Gives the used receive buffers back, kicking only when the device asked (EVENT_IDX).
-  template <typename Used>
-  void Recycle(const Used& used) {
-    GuestVring* r = rings_[0];
-    const uint16_t old = r->avail_idx();
-    for (const auto& u : used) r->Publish(static_cast<uint16_t>(u.first));
-    const uint16_t ev = r->avail_event();
-    const uint16_t now = r->avail_idx();
-    if (static_cast<uint16_t>(now - ev - 1) < static_cast<uint16_t>(now - old)) drv_->Kick(0);
-  }
-  // Keeps the receive ring full until `n` more frames arrived after the first batch (which may
-  // have been waiting in buffers posted earlier); returns the frames counted, timed from the first
-  // batch. Gives up after 10 s without progress.
-  uint64_t Receive(uint64_t n, Clock::time_point* start) {
-    GuestVring* r = rings_[0];
-    PostRx();
-    uint64_t got = 0;
-    bool started = false;
-    auto last = Clock::now();
-    while (got < n) {
-      auto used = r->TakeUsed();
-      if (used.empty()) {
-        if (Seconds(last, Clock::now()) > 10) break;
-        std::this_thread::yield();
-        continue;
-      }
-      last = Clock::now();
-      if (!started) {
-        *start = last;
-        started = true;
-      } else {
-        got += used.size();
-      }
-      Recycle(used);
-    }
-    return got;
-  }
-  // Moves `n` frames in through `inject(count)` (which offers the NIC up to `count` frames),
-  // recycling each buffer as soon as the device used it, kicking when EVENT_IDX asks. Gives up
-  // (false) after 10 s without progress.
-  bool ReceiveFrom(uint64_t n, const std::function<void(int)>& inject) {
-    GuestVring* r = rings_[0];
-    PostRx();
-    uint64_t done = 0;
-    int free = kRing;
-    auto last = Clock::now();
-    while (done < n) {
-      inject(free);
-      auto used = r->TakeUsed();
-      done += used.size();
-      free = static_cast<int>(used.size());
-      Recycle(used);
-      if (!used.empty()) {
-        last = Clock::now();
-      } else {
-        free = kRing;  // the NIC held frames back: offer more once it took them
-        if (Seconds(last, Clock::now()) > 10) return false;
-        std::this_thread::yield();
-      }
-    }
-    return true;
-  }
-  // Host view of transmit slot `slot` (header + frame), for the baseline.
-  uint8_t* TxHost(uint16_t slot, size_t len) {
-    return m_->guest_memory().HostPointer(Buf(1, slot), len, false);
-  }
-  net::Netdev* netdev() { return netdev_; }
-  virtio::VirtIONet* net() { return proxy_->net(); }
-
- private:
-  std::unique_ptr<Machine> m_;
-  net::Netdev* netdev_ = nullptr;
-  virtio::VirtIONetPCI* proxy_ = nullptr;
-  std::unique_ptr<PciGuest> pci_guest_;
-  const PciGuest::Function* fn_ = nullptr;
-  std::unique_ptr<VirtioPciDriver> drv_;
-  GuestVring* rings_[2] = {nullptr, nullptr};
-  bool rx_posted_ = false;
-};
 
 constexpr uint64_t kFeatures = Bit(VIRTIO_F_VERSION_1) | Bit(VIRTIO_NET_F_MAC) |
                                Bit(VIRTIO_NET_F_MRG_RXBUF) | Bit(VIRTIO_RING_F_EVENT_IDX) |
@@ -279,136 +97,6 @@ void Report(const std::string& name, double ours, double base, const std::string
   printf("BENCH %s frames_per_s=%.0f baseline=%.0f ratio=%.3f%s\n", name.c_str(), ours, base,
          base > 0 ? ours / base : 0.0, raw.empty() ? "" : (" raw=" + raw).c_str());
   fflush(stdout);
-}
-
-// The raw methods of a TAP case: each keeps its best round; the best of them is the baseline.
-class RawMethods {
- public:
-  void Add(std::string name, std::function<double()> round) {
-    methods_.push_back({std::move(name), std::move(round), 0});
-  }
-  void RunRound() {
-    if (getenv("NET_BENCH_OURS_ONLY") != nullptr) return;  // for profiling the device alone
-    for (Method& m : methods_) m.best = std::max(m.best, m.round());
-  }
-  // The winner's figure and name; every method's figure goes to stderr.
-  std::pair<double, std::string> Best(const std::string& name) const {
-    std::pair<double, std::string> best{0, ""};
-    for (const Method& m : methods_) {
-      fprintf(stderr, "net_bench: %s raw %s %.0f\n", name.c_str(), m.name.c_str(), m.best);
-      if (m.best > best.first) best = {m.best, m.name};
-    }
-    return best;
-  }
-
- private:
-  struct Method {
-    std::string name;
-    std::function<double()> round;
-    double best;
-  };
-  std::vector<Method> methods_;
-};
-
-// The device's TAP batch (net/tap_queue.cc): the io_uring baselines submit the same number.
-constexpr unsigned kUringBatch = 64;
-
-// io_uring batches of one writev per frame, `kUringBatch` per submission, over `slots`
-// round-robin; `n` frames in all. False when a submission failed.
-bool UringWrites(IoUring& ring, int fd, const std::vector<iovec>& slots, uint64_t n) {
-  for (uint64_t i = 0; i < n;) {
-    unsigned k = 0;
-    for (; k < kUringBatch && i < n; ++k, ++i) ring.PrepWritev(fd, &slots[i % slots.size()], 1, i);
-    if (!ring.SubmitAndWait(k).ok()) return false;
-    ring.Reap([](uint64_t, int32_t) {});
-  }
-  return true;
-}
-
-// ---- TAP environment: a private namespace holding the TAPs ----
-
-class TapEnv {
- public:
-  ~TapEnv() {
-    if (!netns_.empty()) Shell("ip netns del " + netns_);
-  }
-  std::string Setup() {
-    if (geteuid() != 0) return "needs root for a TAP and a network namespace";
-    if (access("/dev/net/tun", R_OK | W_OK) != 0) return "/dev/net/tun is not available";
-    netns_ = absl::StrCat("vdevbench", getpid());
-    if (Shell("ip netns add " + netns_) != 0) return "cannot create a network namespace (ip netns)";
-    return "";
-  }
-  // Moves `ifname` into the namespace, up, with a long queue and no IPv6 chatter.
-  bool Adopt(const std::string& ifname) {
-    const std::string ns = "ip netns exec " + netns_ + " ";
-    return Shell(absl::StrCat("ip link set ", ifname, " netns ", netns_)) == 0 &&
-           Shell(ns + "sysctl -w net.ipv6.conf.all.disable_ipv6=1") == 0 &&
-           Shell(ns + "ip link set " + ifname + " txqueuelen 20000") == 0 &&
-           Shell(ns + "ip link set " + ifname + " up") == 0;
-  }
-  // Sends `n` copies of `frame` out of `ifname` (so they queue at the TAP's reader).
-  bool Inject(const std::string& ifname, const std::vector<uint8_t>& frame, int n) {
-    bool ok = false;
-    std::thread t([&] {
-      const int nsfd = open(("/var/run/netns/" + netns_).c_str(), O_RDONLY | O_CLOEXEC);
-      if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) return;
-      close(nsfd);
-      const int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-      if (s < 0) return;
-      int one = 1;
-      setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
-      sockaddr_ll a{};
-      a.sll_family = AF_PACKET;
-      a.sll_ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
-      a.sll_halen = 6;
-      std::memcpy(a.sll_addr, frame.data(), 6);
-      int sent = 0;
-      for (int i = 0; i < n; ++i) {
-        if (sendto(s, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)) ==
-            static_cast<ssize_t>(frame.size())) {
-          ++sent;
-        }
-      }
-      close(s);
-      ok = sent == n;
-    });
-    t.join();
-    return ok;
-  }
-
- private:
-  std::string netns_;
-};
-
-// A TAP opened the way the tap netdev opens one, for the baselines; `extra`: IFF_NAPI,
-// IFF_NAPI_FRAGS.
-int RawTap(const std::string& name, short extra = 0) {
-  const int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ifreq ifr{};
-  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | extra);
-  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-  int len = kHdr;
-  int sndbuf = 0x7fffffff;
-  if (ioctl(fd, TUNSETIFF, &ifr) != 0 || ioctl(fd, TUNSETVNETHDRSZ, &len) != 0 ||
-      ioctl(fd, TUNSETSNDBUF, &sndbuf) != 0 || ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Opens a raw TAP with `extra` flags and moves it into the namespace; -1 (and why on stderr)
-// when the kernel refuses.
-int ExtraTap(TapEnv& env, const std::string& ifname, short extra, const char* what) {
-  const int fd = RawTap(ifname, extra);
-  if (fd < 0 || !env.Adopt(ifname)) {
-    fprintf(stderr, "net_bench: no %s TAP here: %s\n", what, strerror(errno));
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 void TapTx(size_t size) {
@@ -471,35 +159,6 @@ void TapTx(size_t size) {
   Report(name, best_ours, base, which);
   if (napi >= 0) close(napi);
   if (frags >= 0) close(frags);
-}
-
-// Drains `burst` frames from `fd` with one read per frame; frames/s.
-double ReadBurst(int fd, int burst) {
-  std::vector<uint8_t> buf(65536 + kHdr);
-  int n = 0;
-  const auto t0 = Clock::now();
-  while (n < burst && Seconds(t0, Clock::now()) < 10) {
-    if (read(fd, buf.data(), buf.size()) > 0) ++n;
-  }
-  return n / Seconds(t0, Clock::now());
-}
-
-// Drains `burst` frames from `fd` with io_uring batches of `kUringBatch` readv; frames/s.
-double UringReadBurst(IoUring& ring, int fd, int burst) {
-  std::vector<uint8_t> bufs(kUringBatch * kBuf);
-  std::vector<iovec> iov(kUringBatch);
-  for (unsigned k = 0; k < kUringBatch; ++k) iov[k] = {bufs.data() + k * kBuf, kBuf};
-  int n = 0;
-  const auto t0 = Clock::now();
-  while (n < burst && Seconds(t0, Clock::now()) < 10) {
-    const unsigned want = std::min<unsigned>(kUringBatch, burst - n);
-    for (unsigned k = 0; k < want; ++k) ring.PrepReadv(fd, &iov[k], 1, k);
-    if (!ring.SubmitAndWait(want).ok()) break;
-    ring.Reap([&n](uint64_t, int32_t res) {
-      if (res > 0) ++n;
-    });
-  }
-  return n / Seconds(t0, Clock::now());
 }
 
 void TapRx(size_t size) {

@@ -13,7 +13,11 @@ size_t IovSize(const iovec* iov, int n) {
   return total;
 }
 
-size_t IovFromBuf(const iovec* iov, int n, size_t offset, const void* in, size_t len) {
+namespace {
+
+// Copies up to `len` bytes between `buf` and the iov from `offset` on (into the iov when
+// `to_iov`); returns the count.
+size_t CopyIov(const iovec* iov, int n, size_t offset, uint8_t* buf, size_t len, bool to_iov) {
   size_t done = 0;
   for (int i = 0; i < n && done < len; ++i) {
     if (offset >= iov[i].iov_len) {
@@ -21,28 +25,26 @@ size_t IovFromBuf(const iovec* iov, int n, size_t offset, const void* in, size_t
       continue;
     }
     const size_t chunk = std::min(iov[i].iov_len - offset, len - done);
-    std::memcpy(static_cast<uint8_t*>(iov[i].iov_base) + offset,
-                static_cast<const uint8_t*>(in) + done, chunk);
+    uint8_t* seg = static_cast<uint8_t*>(iov[i].iov_base) + offset;
+    if (to_iov) {
+      std::memcpy(seg, buf + done, chunk);
+    } else {
+      std::memcpy(buf + done, seg, chunk);
+    }
     done += chunk;
     offset = 0;
   }
   return done;
 }
 
+}  // namespace
+
+size_t IovFromBuf(const iovec* iov, int n, size_t offset, const void* in, size_t len) {
+  return CopyIov(iov, n, offset, static_cast<uint8_t*>(const_cast<void*>(in)), len, true);
+}
+
 size_t IovToBuf(const iovec* iov, int n, size_t offset, void* out, size_t len) {
-  size_t done = 0;
-  for (int i = 0; i < n && done < len; ++i) {
-    if (offset >= iov[i].iov_len) {
-      offset -= iov[i].iov_len;
-      continue;
-    }
-    const size_t chunk = std::min(iov[i].iov_len - offset, len - done);
-    std::memcpy(static_cast<uint8_t*>(out) + done,
-                static_cast<const uint8_t*>(iov[i].iov_base) + offset, chunk);
-    done += chunk;
-    offset = 0;
-  }
-  return done;
+  return CopyIov(iov, n, offset, static_cast<uint8_t*>(out), len, false);
 }
 
 NetClientState::NetClientState(std::string type, std::string name)
