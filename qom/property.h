@@ -247,6 +247,19 @@ PropertyInfo Prop(std::string name, V Owner::*member, V default_value, std::stri
   return p;
 }
 
+// Prop() for an unsigned id or mask shown in hex ("0x1af4") in help and when read; it is set
+// from decimal or hex like any integer.
+template <typename Owner, typename V>
+PropertyInfo HexProp(std::string name, V Owner::*member, V default_value, std::string description) {
+  static_assert(std::is_unsigned_v<V>, "HexProp is for unsigned fields");
+  PropertyInfo p = Prop(std::move(name), member, default_value, std::move(description));
+  p.default_value = absl::StrCat("0x", absl::Hex(default_value));
+  p.get = [member](const Object& o) {
+    return absl::StrCat("0x", absl::Hex(internal::OwnerOf<Owner>(o).*member));
+  };
+  return p;
+}
+
 // A bool property backed by bit `bit` of the unsigned field `word` (QEMU's DEFINE_PROP_BIT64):
 // several switches share one word, typically the feature bits a device offers, so the word is
 // the device's state and the properties are only its spelling.

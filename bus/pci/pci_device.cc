@@ -20,14 +20,14 @@ void PCIDevice::ClassInit(PCIDeviceClass& k) {
   k.AddProperty(qom::Prop("multifunction", &PCIDevice::multifunction_, false,
                           "on: other functions of this slot may be populated"));
   // Identity overrides, as QEMU's x-pci-* properties; kIdFromClass keeps the class's value.
-  k.AddProperty(qom::Prop("x-pci-vendor-id", &PCIDevice::vendor_id_prop_, kIdFromClass,
-                          "vendor ID override (4294967295: the device type's)"));
-  k.AddProperty(qom::Prop("x-pci-device-id", &PCIDevice::device_id_prop_, kIdFromClass,
-                          "device ID override (4294967295: the device type's)"));
-  k.AddProperty(qom::Prop("x-pci-sub-vendor-id", &PCIDevice::sub_vendor_id_prop_, kIdFromClass,
-                          "subsystem vendor ID override (4294967295: the device type's)"));
-  k.AddProperty(qom::Prop("x-pci-sub-device-id", &PCIDevice::sub_device_id_prop_, kIdFromClass,
-                          "subsystem ID override (4294967295: the device type's)"));
+  k.AddProperty(qom::HexProp("x-pci-vendor-id", &PCIDevice::vendor_id_prop_, kIdFromClass,
+                             "vendor ID override (0xffffffff: the device type's)"));
+  k.AddProperty(qom::HexProp("x-pci-device-id", &PCIDevice::device_id_prop_, kIdFromClass,
+                             "device ID override (0xffffffff: the device type's)"));
+  k.AddProperty(qom::HexProp("x-pci-sub-vendor-id", &PCIDevice::sub_vendor_id_prop_, kIdFromClass,
+                             "subsystem vendor ID override (0xffffffff: the device type's)"));
+  k.AddProperty(qom::HexProp("x-pci-sub-device-id", &PCIDevice::sub_device_id_prop_, kIdFromClass,
+                             "subsystem ID override (0xffffffff: the device type's)"));
 }
 
 PCIDevice::PCIDevice() = default;

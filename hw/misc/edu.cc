@@ -17,8 +17,8 @@ void EduDevice::ClassInit(pci::PCIDeviceClass& k) {
   k.subsystem_vendor_id = 0x1af4;
   k.subsystem_id = 0x1100;
   k.interrupt_pin = 1;  // INTA#
-  k.AddProperty(qom::Prop("dma_mask", &EduDevice::dma_mask_, (uint64_t{1} << 28) - 1,
-                          "DMA addresses are clamped to this mask"));
+  k.AddProperty(qom::HexProp("dma_mask", &EduDevice::dma_mask_, (uint64_t{1} << 28) - 1,
+                             "DMA addresses are clamped to this mask"));
   k.AddProperty(qom::Prop("msix-vectors", &EduDevice::msix_vectors_prop_, uint32_t{0},
                           "MSI-X vectors in BAR1 (0: none); interrupts use vector 0"));
 }

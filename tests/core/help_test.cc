@@ -116,3 +116,26 @@ TEST(TypesListTest, ShowsParentsAbstractAndInterfaces) {
 
 }  // namespace
 }  // namespace vdev
+
+namespace vdev {
+namespace {
+
+// Ids and masks read in hex, as a device author writes them; set from hex or decimal.
+TEST(HelpTest, IdsAndMasksAreShownInHex) {
+  auto help = HelpFor("device", "edu,help");
+  ASSERT_TRUE(help.ok()) << help.status();
+  EXPECT_THAT(*help,
+              ::testing::HasSubstr(
+                  "vendor ID override (0xffffffff: the device type's) (default: 0xffffffff)"));
+  EXPECT_THAT(*help, ::testing::HasSubstr("(default: 0xfffffff)"));  // dma_mask, 28 bits
+  auto m = Machine::Create("pc");
+  ASSERT_TRUE(m.ok());
+  auto d = (*m)->DeviceAdd("edu,id=e0,x-pci-sub-vendor-id=0x1af4,x-pci-sub-device-id=4660");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(*(*d)->GetProperty("x-pci-sub-vendor-id"), "0x1af4");
+  EXPECT_EQ(*(*d)->GetProperty("x-pci-sub-device-id"), "0x1234");
+  EXPECT_EQ(*(*d)->GetProperty("dma_mask"), "0xfffffff");
+}
+
+}  // namespace
+}  // namespace vdev
