@@ -242,11 +242,51 @@ bool Object::RemoveInstanceProperty(absl::string_view name) {
   return false;
 }
 
+namespace {
+
+// Levenshtein distance, for suggestions.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string DidYouMean(absl::string_view name, const std::vector<std::string>& candidates) {
+  // Close enough to be a typo: at most 2 edits, and fewer than half the name.
+  const size_t limit = std::min<size_t>(2, (name.size() + 1) / 2);
+  const std::string* best = nullptr;
+  size_t best_d = limit + 1;
+  for (const std::string& c : candidates) {
+    const size_t d = EditDistance(name, c);
+    if (d < best_d) {
+      best_d = d;
+      best = &c;
+    }
+  }
+  return best != nullptr ? absl::StrCat(" (did you mean '", *best, "'?)") : "";
+}
+
+absl::Status Object::PropertyNotFound(absl::string_view name) const {
+  std::vector<std::string> names;
+  for (const PropertyInfo* p : ListProperties()) names.push_back(p->name);
+  return absl::NotFoundError(
+      absl::StrCat("Property '", type_name(), ".", name, "' not found", DidYouMean(name, names)));
+}
+
 absl::Status Object::SetProperty(absl::string_view name, absl::string_view value) {
   const PropertyInfo* p = FindProperty(name);
-  if (p == nullptr) {
-    return absl::NotFoundError(absl::StrCat("Property '", type_name(), ".", name, "' not found"));
-  }
+  if (p == nullptr) return PropertyNotFound(name);
   if (!p->set) {
     return absl::FailedPreconditionError(
         absl::StrCat("Property '", type_name(), ".", name, "' is read-only"));
@@ -262,7 +302,7 @@ absl::StatusOr<std::string> Object::GetProperty(absl::string_view name) const {
   const PropertyInfo* p = FindProperty(name);
   if (p == nullptr) {
     if (Object* c = FindChild(name)) return c->CanonicalPath();
-    return absl::NotFoundError(absl::StrCat("Property '", type_name(), ".", name, "' not found"));
+    return PropertyNotFound(name);
   }
   if (!p->get) {
     return absl::FailedPreconditionError(

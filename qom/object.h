@@ -91,6 +91,8 @@ class Object {
   const PropertyInfo* FindProperty(absl::string_view name) const;
   // Class then instance properties (each in declaration order).
   std::vector<const PropertyInfo*> ListProperties() const;
+  // NotFound for property `name`, QEMU's message plus a suggestion for a near miss.
+  absl::Status PropertyNotFound(absl::string_view name) const;
   // Adds a dynamic property to this object only; its `init` runs immediately.
   absl::Status AddInstanceProperty(PropertyInfo prop);
   bool RemoveInstanceProperty(absl::string_view name);
@@ -251,6 +253,10 @@ PropertyInfo LinkProp(std::string name, T* Owner::*member, std::string descripti
   p.name = std::move(name);
   return p;
 }
+
+// " (did you mean 'x'?)" for the candidate within two edits of `name` (and fewer than half of
+// it), else "". Appended to "not found" messages.
+std::string DidYouMean(absl::string_view name, const std::vector<std::string>& candidates);
 
 }  // namespace vdev::qom
 

@@ -73,7 +73,7 @@ TEST_F(MachineTest, AbstractOrBoardOnlyDriverIsRefused) {
 
 TEST_F(MachineTest, UnknownProperty) {
   EXPECT_EQ(machine_->DeviceAdd("test-device,macc=1").status().message(),
-            "Property 'test-device.macc' not found");
+            "Property 'test-device.macc' not found (did you mean 'mac'?)");
 }
 
 TEST_F(MachineTest, BadValue) {

@@ -318,7 +318,8 @@ TEST_F(DgramTest, BadOptionsFailWithOneClearErrorAndLeaveNothing) {
   const std::vector<BadOptions> cases = {
       {"dgram,id=n0", "dgram 'n0': local.type is required (inet or unix)"},
       {"dgram,id=n0,local.type=tcp", "Parameter 'local.type' expects one of inet/unix, got 'tcp'"},
-      {"dgram,id=n0,local.typo=inet", "Property 'netdev-dgram.local.typo' not found"},
+      {"dgram,id=n0,local.typo=inet",
+       "Property 'netdev-dgram.local.typo' not found (did you mean 'local.type'?)"},
       {inet_local,
        "dgram 'n0': local.type=inet requires a remote "
        "(remote.type=inet,remote.host=...,remote.port=...)"},

@@ -159,8 +159,9 @@ TEST_F(PropertyTest, SizeTakesSuffixes) {
 TEST_F(PropertyTest, UnknownPropertyNamesTypeAndKey) {
   absl::Status s = Set("macc", "1");
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(s.message(), "Property 'test-device.macc' not found");
-  EXPECT_EQ(obj_->GetProperty("macc").status().message(), "Property 'test-device.macc' not found");
+  EXPECT_EQ(s.message(), "Property 'test-device.macc' not found (did you mean 'mac'?)");
+  EXPECT_EQ(obj_->GetProperty("macc").status().message(),
+            "Property 'test-device.macc' not found (did you mean 'mac'?)");
 }
 
 TEST_F(PropertyTest, SubclassInheritsPropertiesAndOverridesDefault) {
